@@ -68,9 +68,11 @@ def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, 
         from .models import load_model
 
         loaded = load_model(model, adapter)
+    total = 2 * len(problems) * n  # each sample is drawn, then verified
+    tick = (lambda *_: progress({"advance": 1, "total": total})) if progress else None
     sample_problems(
         loaded[0], loaded[1], list(problems), n=n, temperature=temperature, top_k=top_k, top_p=top_p,
-        min_p=min_p, max_tokens=max_tokens, seed=seed, out_path=samples_path, progress=progress,
+        min_p=min_p, max_tokens=max_tokens, seed=seed, out_path=samples_path, on_sample=tick,
         **(sampling_kw or {}),
     )
     samples = [Sample.from_dict(o) for _, o in iter_jsonl(samples_path, allow_partial_tail=True)]
@@ -80,7 +82,12 @@ def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, 
     todo = [s for s in samples if s.key not in done]
     if todo:
         with JsonlWriter(verdicts_path) as writer:
-            verify_samples(list(problems), todo, workers=workers, timeout_s=timeout_s, on_result=writer.write)
+            def on_result(verdict):
+                writer.write(verdict)
+                if tick:
+                    tick()
+
+            verify_samples(list(problems), todo, workers=workers, timeout_s=timeout_s, on_result=on_result)
     verdicts = [Verdict.from_dict(o) for _, o in iter_jsonl(verdicts_path, allow_partial_tail=True)]
     result = evaluate_verdicts(problems, verdicts, ks, seed=seed)
     result["sampling"] = {"n": n, "temperature": temperature, "top_k": top_k, "top_p": top_p, "min_p": min_p,

@@ -125,10 +125,14 @@ class Run:
         if len(existing) < len(problems) * cfg.n:
             model, adapter = self.sampler_for(r)
             m, tok = self.load(model, adapter)
+            callback, total = _stage(progress, "sample", r), len(problems) * cfg.n
+            if callback:
+                callback({"completed": len(existing), "total": total})
             sample_problems(m, tok, problems, n=cfg.n, temperature=cfg.temperature, top_k=cfg.top_k,
                             top_p=cfg.top_p, min_p=cfg.min_p, max_tokens=cfg.max_tokens,
                             seed=cfg.seed + 1000 * r, round=r, out_path=path, raw_prompt=cfg.raw_prompt,
-                            progress=_stage(progress, "sample", r))
+                            model_name=model if adapter is None else f"{model}+{adapter}",
+                            on_sample=(lambda s: callback({"advance": 1})) if callback else None)
             existing = _read(path, Sample)
         return existing
 

@@ -217,6 +217,25 @@ def environment_summary(env: dict) -> str:
     return ", ".join(p for p in parts if p)
 
 
+def setup_summary(result: dict) -> str | None:
+    """One line: what was sampled and how (None when the result has no config)."""
+    c = result.get("config") or {}
+    if not c:
+        return None
+    parts = [f"{c.get('num_problems', '?')} problems from {c.get('problems')}" if c.get("problems") else None,
+             f"n={c['n']} samples each" if c.get("n") else None,
+             f"T={c['temperature']:g}" if c.get("temperature") is not None else None,
+             f"top_k={c['top_k']}" if c.get("top_k") else None,
+             f"top_p={c['top_p']:g}" if c.get("top_p") not in (None, 1.0) else None,
+             f"max {c['max_tokens']} tokens" if c.get("max_tokens") else None,
+             f"{c['trials']} interleaved trials" if c.get("trials") else None]
+    text = "Setup: " + ", ".join(p for p in parts if p)
+    note = result.get("environment", {}).get("memory_bandwidth_note")
+    if result.get("environment", {}).get("memory_bandwidth_gbs") is None and note:
+        text += f". Bandwidth limit: {note}"
+    return text
+
+
 # -- outputs ---------------------------------------------------------------------------
 
 def render_markdown(result: dict) -> str:
@@ -224,6 +243,7 @@ def render_markdown(result: dict) -> str:
     header, rows = table_rows(result)
     lines = ["# mlx-selfdistill bench", "",
              f"Machine: {environment_summary(result['environment'])}", "",
+             *([setup_summary(result), ""] if setup_summary(result) else []),
              energy_summary(result), "",
              "| " + " | ".join(header) + " |",
              "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
@@ -235,11 +255,13 @@ def render_markdown(result: dict) -> str:
 
 def render_table(result: dict):
     """A rich Table for the terminal."""
+    from rich.markup import escape
     from rich.table import Table
 
     validate_result(result)
     header, rows = table_rows(result)
-    t = Table(title="mlx-selfdistill bench", caption=energy_summary(result))
+    # escape: the caption holds install hints like "pip install 'mlx-selfdistill[nvml]'"
+    t = Table(title="mlx-selfdistill bench", caption=escape(energy_summary(result)))
     for i, h in enumerate(header):
         t.add_column(h, justify="left" if i == 0 else "right")
     for r in rows:

@@ -1,0 +1,62 @@
+"""`mlx-selfdistill bench`: speed, energy and pass@1 per watt, base vs distilled."""
+
+from __future__ import annotations
+
+import click
+
+from ._common import console, print_json
+from ._progress import StageProgress
+
+
+@click.command("bench")
+@click.option("--model", default="tiny", show_default=True, help="Model folder, Hugging Face id, or 'tiny'.")
+@click.option("--adapter", type=click.Path(file_okay=False),
+              help="Adapter folder: also bench base+adapter ('distilled'), interleaved with the base.")
+@click.option("--problems", "problems_spec", default="toy:heldout:50", show_default=True,
+              help="Problem source (toy:heldout:N, humaneval+, mbpp+, a .jsonl path, ...).")
+@click.option("-n", "n", type=int, default=4, show_default=True, help="Samples per problem.")
+@click.option("--trials", type=int, default=2, show_default=True,
+              help="Interleaved A/B trials; each covers 1/trials of the problems.")
+@click.option("--temperature", type=float, default=1.0, show_default=True)
+@click.option("--top-k", type=int, default=20, show_default=True)
+@click.option("--top-p", type=float, default=0.95, show_default=True)
+@click.option("--min-p", type=float, default=0.0, show_default=True)
+@click.option("--max-tokens", type=int, default=256, show_default=True)
+@click.option("--decode-tokens", type=int, default=64, show_default=True,
+              help="Greedy decode steps of the batch-1 speed measurement.")
+@click.option("--idle-seconds", type=float, default=5.0, show_default=True,
+              help="Length of the idle-power baseline (skipped when no energy meter exists).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=int, help="Sandbox worker processes (default: CPU count).")
+@click.option("--timeout", "timeout_s", type=float, default=5.0, show_default=True,
+              help="Seconds per candidate's tests.")
+@click.option("--no-fuse", is_flag=True, help="Measure the adapter as unfused LoRA layers, not fused in memory.")
+@click.option("--raw-prompt", is_flag=True, help="No chat template: the problem text as a plain prompt.")
+@click.option("--out", "out_dir", default="bench_out", show_default=True, type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def bench(model, adapter, problems_spec, n, trials, temperature, top_k, top_p, min_p, max_tokens, decode_tokens,
+          idle_seconds, seed, workers, timeout_s, no_fuse, raw_prompt, out_dir, as_json):
+    """Tokens/sec, energy, J per solve and pass@1 per watt of a model and its distilled version,
+    measured in the same run (idle baseline, warm-up, interleaved trials).
+
+    Writes bench.json, bench.md and bench.png into --out.
+    """
+    from ..bench import run_bench
+    from ..metrics import PASS1_PER_WATT_DEFINITION
+    from ..report import render_table, setup_summary
+
+    from ..models import check_adapter
+
+    check_adapter(adapter)  # fail before any progress bar is drawn
+    with StageProgress(enabled=not as_json) as progress:
+        result = run_bench(model, adapter, problems=problems_spec, n=n, trials=trials, out_dir=out_dir,
+                           temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, max_tokens=max_tokens,
+                           seed=seed, idle_seconds=idle_seconds, decode_tokens=decode_tokens, workers=workers,
+                           timeout_s=timeout_s, fuse=not no_fuse, raw_prompt=raw_prompt, progress=progress)
+    if as_json:
+        print_json(result)
+        return
+    console.print(render_table(result))
+    console.print(setup_summary(result), markup=False)
+    console.print(f"pass@1 per W = {PASS1_PER_WATT_DEFINITION}", style="dim", markup=False)
+    console.print("Wrote " + ", ".join(result.get("outputs", {}).values()), markup=False)

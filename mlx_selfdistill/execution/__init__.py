@@ -1,0 +1,11 @@
+"""Sandboxed test execution: a pre-started worker pool forks one limited child per
+candidate; the child reports plain data and the parent grades against expected values
+the child never sees.
+
+    from mlx_selfdistill.execution import SandboxPool, verify_samples, verify_file
+"""
+
+from .pool import SandboxPool
+from .verify import verify_file, verify_samples
+
+__all__ = ["SandboxPool", "verify_samples", "verify_file"]

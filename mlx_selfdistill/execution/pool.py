@@ -1,0 +1,307 @@
+"""SandboxPool: pre-started sandbox workers, one candidate per worker at a time.
+
+    with SandboxPool(workers=None, timeout_s=5, memory_mb=1024) as pool:
+        verdict = pool.judge(problem, code)
+        verdicts = pool.judge_many([(problem, sample), ...], on_result=print)
+
+Workers are started once (python worker.py, scrubbed environment, own session), and each
+candidate costs one fork in a warm worker instead of a fresh interpreter. The pool keeps
+the expected values and grades (grading.py); a worker that dies or stops answering is
+replaced and its candidate gets a crash / timeout verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+from ..errors import UserError
+from ..records import Problem, Sample, Verdict
+from .grading import Plan, grade, plan_tests
+
+WORKER_SCRIPT = str(Path(__file__).with_name("worker.py"))
+# Imported once in each worker so candidates' most common imports cost nothing after the
+# fork. Kept short on purpose: every module makes each fork dearer (page tables, COW faults).
+PREIMPORT = ("typing", "math", "collections", "itertools", "functools", "heapq", "bisect", "re", "string")
+# Environment variables a worker keeps; everything else (tokens, keys, HOME) is dropped.
+KEEP_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT")
+ENV_MARKER = "MLX_SELFDISTILL_SANDBOX"
+STARTUP_TIMEOUT_S = 60.0
+GRACE_S = 5.0  # how long past a job's timeout the pool waits for its worker's reply
+DEFAULT_OUTPUT_BYTES = 2_000_000
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def scrubbed_env(home: str, marker: str) -> dict:
+    env = {k: os.environ[k] for k in KEEP_ENV if k in os.environ}
+    env.setdefault("PATH", "/usr/bin:/bin")
+    env.update({
+        "HOME": home, "TMPDIR": home, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONIOENCODING": "utf-8", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1", ENV_MARKER: marker,
+    })
+    return env
+
+
+class _Worker:
+    def __init__(self, index: int, proc: subprocess.Popen, info: dict):
+        self.index, self.proc, self.info = index, proc, info
+        self.job: Optional[tuple] = None  # (position, plan, problem_id, sample_index, sent_at)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+class SandboxPool:
+    def __init__(self, workers: Optional[int] = None, timeout_s: float = 5.0, memory_mb: Optional[int] = 1024,
+                 *, output_bytes: int = DEFAULT_OUTPUT_BYTES, network: str = "auto", memory_guard: str = "auto",
+                 nproc: int = 64, preimport: Iterable[str] = PREIMPORT):
+        if os.name != "posix":
+            raise UserError("the sandbox needs a POSIX system (Linux or macOS); run verify under WSL on Windows")
+        if workers is not None and workers < 1:
+            raise UserError(f"--workers must be at least 1, got {workers}")
+        if not timeout_s or timeout_s <= 0:
+            raise UserError(f"--timeout must be positive, got {timeout_s}")
+        if memory_mb is not None and memory_mb < 64:
+            raise UserError(f"--memory-mb must be at least 64, got {memory_mb}")
+        if network not in ("auto", "seccomp", "none"):
+            raise UserError(f"network must be auto, seccomp or none, got {network!r}")
+        if memory_guard not in ("auto", "rlimit", "rss", "both"):
+            raise UserError(f"memory_guard must be auto, rlimit, rss or both, got {memory_guard!r}")
+        self.n_workers = workers or default_workers()
+        self.timeout_s, self.memory_mb, self.output_bytes = float(timeout_s), memory_mb, int(output_bytes)
+        self.config = {"network": network, "memory_guard": memory_guard, "nproc": nproc, "preimport": list(preimport)}
+        self.workers: list[_Worker] = []
+        self.root: Optional[str] = None
+        self.marker = ""
+        self._plans: dict = {}
+        self._lock = threading.Lock()
+        self.restarts = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> "SandboxPool":
+        if self.root is not None:
+            return self
+        self.root = tempfile.mkdtemp(prefix="mlxsd-sandbox-")
+        os.chmod(self.root, 0o711)  # sandbox uids may pass through to their box, not list it
+        self.marker = os.path.basename(self.root)
+        try:
+            procs = [self._spawn(i) for i in range(self.n_workers)]  # start all, then wait for all
+            self.workers = [self._handshake(i, p) for i, p in enumerate(procs)]
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _spawn(self, i: int) -> subprocess.Popen:
+        wdir = os.path.join(self.root, f"w{i}")
+        if os.path.isdir(wdir):
+            os.chmod(wdir, 0o700)
+            shutil.rmtree(wdir, ignore_errors=True)
+        os.mkdir(wdir, 0o711)
+        cmd = [sys.executable, "-s", "-B", WORKER_SCRIPT]
+        if sys.platform == "darwin" and shutil.which("sandbox-exec") and self.config["network"] == "auto":
+            cmd = ["sandbox-exec", "-p", "(version 1)(allow default)(deny network*)"] + cmd
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                cwd=wdir, env=scrubbed_env(wdir, self.marker), close_fds=True,
+                                start_new_session=True)
+        config = dict(self.config, box=os.path.join(wdir, "box"))
+        proc.stdin.write((json.dumps(config) + "\n").encode())
+        proc.stdin.flush()
+        return proc
+
+    def _handshake(self, i: int, proc: subprocess.Popen) -> _Worker:
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        ready = sel.select(STARTUP_TIMEOUT_S)
+        sel.close()
+        line = proc.stdout.readline() if ready else b""
+        try:
+            info = json.loads(line)
+        except ValueError:
+            info = {}
+        if not info.get("ready"):
+            _kill(proc)
+            raise RuntimeError(f"sandbox worker {i} failed to start (python {sys.executable})")
+        return _Worker(i, proc, info)
+
+    @property
+    def protections(self) -> dict:
+        """What each worker managed to set up (network isolation, uid, subreaper, memory guard)."""
+        return dict(self.workers[0].info.get("protections", {})) if self.workers else {}
+
+    def close(self) -> None:
+        for w in self.workers:
+            try:
+                w.proc.stdin.close()  # EOF: the worker sweeps its descendants and exits
+            except OSError:
+                pass
+        deadline = time.monotonic() + 3.0
+        for w in self.workers:
+            try:
+                w.proc.wait(max(0.05, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _kill(w.proc)
+            w.proc.stdout.close()
+        self.workers = []
+        if self.root:
+            _remove_root(self.root)
+            self.root = None
+
+    def __enter__(self) -> "SandboxPool":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- judging -------------------------------------------------------------------------------
+    def plan(self, problem: Problem) -> Plan:
+        key = (problem.id, id(problem))
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = plan_tests(problem)
+        return plan
+
+    def judge(self, problem: Problem, code: str, sample_index: int = 0) -> Verdict:
+        return self.judge_many([(problem, code, sample_index)])[0]
+
+    def judge_many(self, items: Iterable[tuple], on_result: Optional[Callable[[Verdict], None]] = None) -> list[Verdict]:
+        """Judge (problem, sample) pairs across the workers; a sample is a Sample, or code
+        text (optionally followed by its sample_index). Verdicts come back in input order;
+        on_result sees each as soon as it is ready."""
+        jobs = [self._job(item) for item in items]
+        with self._lock:
+            self.start()
+            return self._run(jobs, on_result)
+
+    def _job(self, item: tuple) -> tuple:
+        problem, sample = item[0], item[1]
+        if isinstance(sample, Sample):
+            code, index = sample.code, sample.sample_index
+        else:
+            code, index = sample, (item[2] if len(item) > 2 else 0)
+        if not isinstance(code, str):
+            code = "" if code is None else str(code)
+        return problem, code, index
+
+    def _run(self, jobs: list, on_result) -> list[Verdict]:
+        results: list[Optional[Verdict]] = [None] * len(jobs)
+        pending = iter(enumerate(jobs))
+        sel = selectors.DefaultSelector()
+        for w in self.workers:
+            sel.register(w.proc.stdout, selectors.EVENT_READ, w)
+
+        def finish(w: _Worker, verdict: Verdict) -> None:
+            results[w.job[0]] = verdict
+            w.job = None
+            if on_result:
+                on_result(verdict)
+
+        try:
+            remaining = len(jobs)
+            while remaining:
+                for w in self.workers:
+                    if w.job is None:
+                        nxt = next(pending, None)
+                        if nxt is not None:
+                            self._send(w, *nxt)
+                busy = [w for w in self.workers if w.job is not None]
+                now = time.monotonic()
+                wait = min(w.job[4] + self.timeout_s + GRACE_S for w in busy) - now
+                for key, _ in sel.select(max(0.0, wait)):
+                    w = key.data
+                    if w.job is None:
+                        continue
+                    line = w.proc.stdout.readline()
+                    if line:
+                        try:
+                            reply = json.loads(line)
+                        except ValueError:
+                            reply = {"reason": "worker_error", "error": "unreadable reply"}
+                    else:
+                        reply = {"reason": "worker_died", "duration_s": time.monotonic() - w.job[4]}
+                    _, plan, pid_, index, _ = w.job
+                    finish(w, grade(plan, reply, pid_, index, self.timeout_s))
+                    remaining -= 1
+                    if not line:
+                        self._replace(sel, w)
+                now = time.monotonic()
+                for w in list(self.workers):
+                    if w.job is not None and now > w.job[4] + self.timeout_s + GRACE_S:
+                        _, plan, pid_, index, sent = w.job
+                        finish(w, grade(plan, {"reason": "timeout", "duration_s": now - sent}, pid_, index,
+                                        self.timeout_s))
+                        remaining -= 1
+                        self._replace(sel, w)
+        finally:
+            sel.close()
+        return results  # type: ignore[return-value]
+
+    def _send(self, w: _Worker, position: int, job: tuple) -> None:
+        problem, code, index = job
+        plan = self.plan(problem)
+        message = {"id": position, "code": code, "tests": plan.child_tests, "entry_point": plan.entry_point,
+                   "class_name": plan.class_name, "timeout_s": self.timeout_s, "memory_mb": self.memory_mb,
+                   "output_bytes": self.output_bytes}
+        w.job = (position, plan, problem.id, index, time.monotonic())
+        try:
+            w.proc.stdin.write((json.dumps(message, ensure_ascii=True) + "\n").encode("ascii"))
+            w.proc.stdin.flush()
+        except OSError:
+            pass  # a dead worker: its stdout hits EOF and the job gets a crash verdict
+
+    def _replace(self, sel, w: _Worker) -> None:
+        """Swap a dead or stuck worker for a fresh one."""
+        sel.unregister(w.proc.stdout)
+        _kill(w.proc)
+        w.proc.stdout.close()
+        try:
+            w.proc.stdin.close()
+        except OSError:
+            pass
+        fresh = self._handshake(w.index, self._spawn(w.index))
+        self.workers[self.workers.index(w)] = fresh
+        sel.register(fresh.proc.stdout, selectors.EVENT_READ, fresh)
+        self.restarts += 1
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    try:
+        proc.kill()
+    except OSError:
+        pass
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _remove_root(root: str) -> None:
+    for dirpath, dirnames, _ in os.walk(root):
+        for d in dirnames:
+            try:
+                os.chmod(os.path.join(dirpath, d), 0o700)
+            except OSError:
+                pass
+    shutil.rmtree(root, ignore_errors=True)

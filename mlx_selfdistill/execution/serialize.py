@@ -1,0 +1,95 @@
+"""Strict plain-value encoding between the sandboxed child and the grading parent.
+
+Only values whose type is exactly bool, int, float, str, None, list, tuple or dict pass.
+A subclass (an `int` whose `__eq__` lies, a `str` subclass) or any other object is
+replaced by a marker the parent treats as "not a plain value", so no candidate object
+ever reaches the comparison. The encoding is JSON with tags for what JSON cannot say
+(tuples, non-string dict keys, big ints, NaN/inf), so the parent rebuilds the exact value.
+
+Stdlib only: the sandbox worker imports this file directly, without the package.
+"""
+
+from __future__ import annotations
+
+import math
+
+MAX_DEPTH = 64
+MAX_ITEMS = 200_000  # containers' elements in one value, all levels together
+
+
+class NotPlain(Exception):
+    """The value holds something other than an exact plain type."""
+
+
+_SMALL_INT = 1 << 53  # JSON numbers round-trip exactly below this; bigger ints go as hex
+
+
+def encode(value, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS):
+    """A JSON-able form of a plain value; raises NotPlain naming the first offending type."""
+    budget = [max_items]
+
+    def enc(v, depth):
+        if depth > max_depth:
+            raise NotPlain(f"nested deeper than {max_depth}")
+        t = type(v)  # exact type: subclasses are not plain
+        if v is None or t is bool or t is str:
+            return v
+        if t is int:
+            return v if -_SMALL_INT < v < _SMALL_INT else {"$int": format(v, "x")}
+        if t is float:
+            return v if math.isfinite(v) else {"$float": repr(v)}
+        if t is list or t is tuple or t is dict:
+            budget[0] -= len(v)
+            if budget[0] < 0:
+                raise NotPlain(f"more than {max_items} elements")
+            if t is list:
+                return [enc(x, depth + 1) for x in v]
+            if t is tuple:
+                return {"$tuple": [enc(x, depth + 1) for x in v]}
+            return {"$dict": [[enc(k, depth + 1), enc(x, depth + 1)] for k, x in v.items()]}
+        raise NotPlain(f"returned a non-plain value of type {_type_name(t)}")
+
+    return enc(value, 0)
+
+
+def _type_name(t) -> str:
+    try:
+        name = t.__qualname__  # read from the type object, which the candidate may control
+        return name if type(name) is str else "?"
+    except BaseException:
+        return "?"
+
+
+def decode(obj, *, max_depth: int = MAX_DEPTH):
+    """Rebuild the value from encode()'s output, checking every node (the input is untrusted)."""
+
+    def dec(v, depth):
+        if depth > max_depth:
+            raise NotPlain("nested too deep")
+        t = type(v)
+        if v is None or t in (bool, int, float, str):
+            return v
+        if t is list:
+            return [dec(x, depth + 1) for x in v]
+        if t is dict and len(v) == 1:
+            (tag, body), = v.items()
+            if tag == "$int" and type(body) is str:
+                return int(body, 16)
+            if tag == "$float" and body in ("nan", "inf", "-inf"):
+                return float(body)
+            if tag == "$tuple" and type(body) is list:
+                return tuple(dec(x, depth + 1) for x in body)
+            if tag == "$dict" and type(body) is list:
+                out = {}
+                for pair in body:
+                    if type(pair) is not list or len(pair) != 2:
+                        raise NotPlain("malformed dict entry")
+                    key = dec(pair[0], depth + 1)
+                    try:
+                        out[key] = dec(pair[1], depth + 1)
+                    except TypeError:  # an unhashable key (a list) cannot come from a real dict
+                        raise NotPlain("unhashable dict key") from None
+                return out
+        raise NotPlain(f"unexpected encoded node of type {t.__name__}")
+
+    return dec(obj, 0)

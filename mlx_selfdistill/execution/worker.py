@@ -1,0 +1,293 @@
+"""A sandbox worker: a small single-threaded process that forks one child per candidate.
+
+Started by SandboxPool with a scrubbed environment as `python -s -B worker.py`. It imports
+what candidates commonly need once (so each fork starts warm), cuts itself off the network,
+becomes a subreaper, then loops: read a job line on stdin, fork the child (child.py), wait
+for its report with a wall-clock deadline, kill its whole process group and every
+descendant left behind, empty the box directory, and write one reply line on stdout.
+
+The reply carries the child's raw report text (capped); the pool decodes and grades it.
+Stdlib only: this file runs outside the package.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import select
+import signal
+import stat
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import child  # noqa: E402
+import protect  # noqa: E402
+import serialize  # noqa: E402,F401  (imported once here; the child uses it)
+
+sys.path.pop(0)
+
+REPORT_OVERHEAD = 64 * 1024
+NPROC_REFRESH = 50  # jobs between recounts of our uid's processes (non-root RLIMIT_NPROC)
+
+
+class Worker:
+    def __init__(self, config: dict):
+        self.box = config["box"]
+        self.wdir = os.path.dirname(self.box)
+        self.extra_nproc = int(config.get("nproc", 64))
+        self.protections = {"platform": sys.platform}
+        self.protections["die_with_pool"] = protect.die_with_parent(signal.SIGKILL)
+        self.protections["subreaper"] = protect.set_subreaper()
+        network = config.get("network", "auto")
+        if network == "auto":
+            self.protections["network"] = protect.isolate_network()
+        elif network == "seccomp":
+            self.protections["network"] = "seccomp" if protect.install_seccomp_no_inet() else "none"
+        else:
+            self.protections["network"] = "none"
+        self.uid = protect.sandbox_uid() if self.protections["network"] != "userns+netns" else None
+        self.protections["uid"] = self.uid if self.uid is not None else "same as the pool"
+        self.import_assist = False
+        if self.uid is not None and not self.uid_can_read_python():
+            # e.g. pyenv under a 0700 /root: expose just Python's directories to the sandbox uid.
+            exposed = protect.expose_paths([sys.base_prefix, sys.prefix, os.path.dirname(os.__file__)]
+                                           + [p for p in sys.path if p])
+            self.import_assist = not (exposed and self.uid_can_read_python())
+            self.protections["python_paths"] = "bind-mounted for the sandbox uid" if not self.import_assist else \
+                "unreadable to the sandbox uid: named imports load before the uid drop"
+        guard = config.get("memory_guard", "auto")
+        if guard == "auto":
+            guard = "rlimit" if protect.LINUX else "rss"
+        self.rlimit_memory = guard in ("rlimit", "both")
+        self.rss_watch = guard in ("rss", "both")
+        self.protections["memory"] = guard
+        self.jobs = 0
+        self.nproc = None
+        self.reset_box(force=True)
+        for name in config.get("preimport", []):
+            try:
+                __import__(name)
+            except Exception:
+                pass
+        gc.collect()
+        gc.freeze()  # forked children then touch fewer of the parent's pages
+
+    # -- the box (the child's cwd) ------------------------------------------------------
+    def reset_box(self, force: bool = False) -> None:
+        if not force:
+            try:
+                st = os.lstat(self.box)
+                if (stat.S_ISDIR(st.st_mode) and (self.uid is None or st.st_uid == self.uid)
+                        and stat.S_IMODE(st.st_mode) == 0o700 and not os.listdir(self.box)):
+                    return
+            except OSError:
+                pass
+        os.chmod(self.wdir, 0o700)
+        try:
+            remove_tree(self.box)
+            os.mkdir(self.box, 0o700)
+            if self.uid is not None:
+                os.chown(self.box, self.uid, self.uid)
+        finally:
+            os.chmod(self.wdir, 0o511)  # no write: `rm -rf ..` from the box cannot work
+
+    def uid_can_read_python(self) -> bool:
+        """Probe (in a throwaway child) whether the sandbox uid can read the stdlib."""
+        pid = os.fork()
+        if pid == 0:
+            try:
+                protect.drop_privileges(self.uid)
+                with open(os.__file__, "rb"):
+                    os._exit(0)
+            except BaseException:
+                os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+    def child_nproc(self):
+        if self.uid is not None:
+            return self.extra_nproc
+        if not protect.LINUX:
+            return None
+        if self.nproc is None or self.jobs % NPROC_REFRESH == 0:
+            self.nproc = protect.count_user_processes(os.getuid()) + self.extra_nproc
+        return self.nproc
+
+    # -- one candidate --------------------------------------------------------------------
+    def run_job(self, job: dict) -> dict:
+        timeout = float(job["timeout_s"])
+        cap = int(job["output_bytes"])
+        settings = {
+            "cpu_s": int(timeout) + 2, "output_bytes": cap, "uid": self.uid, "nproc": self.child_nproc(),
+            "import_assist": self.import_assist,
+            "memory_mb": job.get("memory_mb") if self.rlimit_memory else None,
+        }
+        self.jobs += 1
+        report_cap = 2 * cap + REPORT_OVERHEAD
+        r, w = os.pipe()
+        sys.stdout.flush()
+        t0 = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(r)
+                child.run(job, w, self.box, settings)
+            finally:
+                os._exit(70)
+        os.close(w)
+        os.set_blocking(r, False)
+        data = bytearray()
+        reason, status = None, None
+        pidfd = None
+        if hasattr(os, "pidfd_open"):
+            try:
+                pidfd = os.pidfd_open(pid)
+            except OSError:
+                pidfd = None
+        poller = select.poll()
+        poller.register(r, select.POLLIN)
+        if pidfd is not None:
+            poller.register(pidfd, select.POLLIN)
+        deadline = t0 + timeout
+        limit = (job.get("memory_mb") or 0) * 1024 * 1024
+        pipe_open = True
+        wait_ms = 1.0
+        while reason is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                reason = "timeout"
+                break
+            step = left if pidfd is not None else min(left, wait_ms / 1000)
+            if self.rss_watch:
+                step = min(step, 0.02)
+            events = poller.poll(max(0, step) * 1000)
+            for fd, _ in events:
+                if fd == r:
+                    chunk = self._read(r)
+                    if chunk is None:
+                        continue
+                    if not chunk:
+                        poller.unregister(r)
+                        pipe_open = False
+                        continue
+                    data += chunk
+                    if len(data) > report_cap:
+                        reason = "output_limit"
+                    elif data.endswith(child.DONE_LINE):
+                        reason = "done"
+            if reason is None and (pidfd is None or any(fd == pidfd for fd, _ in events)):
+                got, st = os.waitpid(pid, os.WNOHANG)
+                if got:
+                    status, reason = st, "exited"
+                    if pipe_open:  # what the child wrote before dying
+                        while len(data) <= report_cap:
+                            chunk = self._read(r)
+                            if not chunk:
+                                break
+                            data += chunk
+            if reason is None and self.rss_watch and limit and self.memory_of(pid) > limit:
+                reason = "memory"
+            wait_ms = min(wait_ms * 2, 20.0)
+        duration = time.monotonic() - t0
+        os.close(r)
+        if pidfd is not None:
+            os.close(pidfd)
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        if status is None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            _, status = os.waitpid(pid, 0)
+        leftovers = self.sweep()
+        self.reset_box()
+        reply = {"id": job.get("id"), "reason": reason, "duration_s": round(duration, 4),
+                 "report": bytes(data[:report_cap]).decode("ascii", "replace"), "leftovers": leftovers}
+        if os.WIFSIGNALED(status):
+            reply["signal"] = os.WTERMSIG(status)
+        elif os.WIFEXITED(status):
+            reply["exit"] = os.WEXITSTATUS(status)
+        return reply
+
+    @staticmethod
+    def _read(fd):
+        try:
+            return os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return None
+
+    def memory_of(self, pid: int) -> int:
+        pids = [pid] + (protect.children_of(pid) if protect.LINUX else [])
+        return sum(protect.rss_bytes(p) for p in pids)
+
+    def sweep(self) -> int:
+        """Kill and reap every descendant still alive (setsid grandchildren included: as a
+        subreaper, orphans become our children). Returns how many were killed."""
+        killed = 0
+        me = os.getpid()
+        for attempt in range(500):
+            try:
+                while os.waitpid(-1, os.WNOHANG)[0]:
+                    pass
+            except ChildProcessError:
+                return killed  # no children at all: nothing escaped
+            if not protect.LINUX:
+                return killed
+            todo, seen = protect.children_of(me), set()
+            while todo:
+                p = todo.pop()
+                if p in seen:
+                    continue
+                seen.add(p)
+                try:
+                    os.kill(p, signal.SIGKILL)
+                    killed += 1
+                except OSError:
+                    pass
+                todo.extend(protect.children_of(p))
+            time.sleep(min(0.001 * (attempt + 1), 0.02))
+        return killed
+
+
+def remove_tree(path: str) -> None:
+    """rm -rf that also gets through directories a candidate made unreadable."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(path)
+        return
+    try:
+        os.chmod(path, 0o700)
+    except OSError:
+        pass
+    for name in os.listdir(path):
+        remove_tree(os.path.join(path, name))
+    os.rmdir(path)
+
+
+def main() -> None:
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    worker = Worker(json.loads(stdin.readline()))
+    stdout.write((json.dumps({"ready": True, "pid": os.getpid(), "protections": worker.protections}) + "\n").encode())
+    stdout.flush()
+    for line in stdin:
+        job = json.loads(line)
+        try:
+            reply = worker.run_job(job)
+        except Exception as exc:  # the worker's own failure, reported, not fatal
+            reply = {"id": job.get("id"), "reason": "worker_error", "error": f"{type(exc).__name__}: {exc}",
+                     "report": "", "duration_s": 0.0}
+        stdout.write((json.dumps(reply, ensure_ascii=True) + "\n").encode("ascii"))
+        stdout.flush()
+    worker.sweep()
+
+
+if __name__ == "__main__":
+    main()

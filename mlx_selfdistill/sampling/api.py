@@ -1,0 +1,183 @@
+"""sample_problems / sample_file: problems in, Sample records out, resumable.
+
+Samples are appended to the JSONL output as they finish. A rerun reads the file and
+skips the (problem_id, sample_index) pairs already there; because each sample's
+randomness is a function of (seed, problem_id, sample_index) alone, the resumed run
+draws the samples an uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence
+
+from ..errors import UserError
+from ..extraction import extract_code
+from ..jsonl import JsonlWriter, iter_jsonl
+from ..records import Problem, Sample
+from . import distributed as dist
+from .engine import Finished, Request, SamplingEngine
+from .samplers import SamplingParams, sequence_seed
+from .stopping import RunawayConfig
+
+# Settings that change what a (problem_id, sample_index) is: a file must not mix them.
+IDENTITY_FIELDS = ("temperature", "top_k", "top_p", "min_p", "seed")
+
+
+def read_samples(path: os.PathLike) -> list[Sample]:
+    """The complete Sample records of a JSONL file (a killed writer's partial tail is ignored)."""
+    return [Sample.from_dict(obj, path=path, line=line) for line, obj in iter_jsonl(path, allow_partial_tail=True)]
+
+
+def _existing(path: Optional[Path], sampling: dict) -> dict:
+    if path is None or not path.exists():
+        return {}
+    done = {}
+    for s in read_samples(path):
+        old = {k: s.sampling.get(k) for k in IDENTITY_FIELDS}
+        new = {k: sampling[k] for k in IDENTITY_FIELDS}
+        if old != new:
+            raise UserError(f"{path}: holds samples drawn with {old}, but this run asks for {new}; "
+                            "use another output file or the same settings")
+        done.setdefault(s.key, s)
+    return done
+
+
+def _to_sample(fin: Finished, problem: Problem, prompt: str, *, round_: int, model_name: str,
+               sampling: dict) -> Sample:
+    extracted = extract_code(fin.text)
+    return Sample(
+        problem_id=problem.id, sample_index=fin.sample_index, completion=fin.text, code=extracted.code,
+        round=round_, model=model_name, prompt_text=prompt, finish_reason=fin.finish_reason,
+        num_tokens=fin.num_tokens, mean_logprob=fin.mean_logprob,
+        mean_sampling_logprob=fin.mean_sampling_logprob, sampling=dict(sampling),
+        reasoning=extracted.reasoning,
+    )
+
+
+def sample_problems(model, tokenizer, problems: Iterable[Problem], *, n: int = 1, temperature: float = 1.0,
+                    top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0, max_tokens: int = 512,
+                    seed: int = 0, round: int = 0, model_name: str = "", out_path=None,
+                    on_sample: Optional[Callable[[Sample], None]] = None,
+                    on_tokens: Optional[Callable[[int], None]] = None, raw_prompt: bool = False,
+                    stop: Sequence[str] = (), max_batch: int = 32, max_kv_tokens: Optional[int] = None,
+                    prefill_step: int = 512, runaway: RunawayConfig = RunawayConfig(),
+                    group="auto", stats: Optional[dict] = None) -> list[Sample]:
+    """Draw samples 0..n-1 of every problem; returns all of them (old and new) in
+    problem order then sample_index order.
+
+    Under `mlx.launch` (group="auto") each rank draws its share (problems[rank::size]);
+    rank 0 merges everything into out_path and returns all samples, the other ranks
+    return their own. Pass group=None to ignore a launcher.
+    """
+    from ..models import prompt_text, prompt_tokens
+
+    if n < 1:
+        raise UserError(f"n {n}: must be >= 1 samples per problem")
+    params = SamplingParams(temperature=temperature, top_k=int(top_k), top_p=top_p, min_p=min_p, seed=seed)
+    sampling = {**params.to_dict(), "max_tokens": max_tokens}
+    problems = list(problems)
+    ids = [p.id for p in problems]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise UserError(f"problem id {dup!r} appears twice: problem ids must be unique")
+
+    group = dist.launched_group() if group == "auto" else group
+    rank, size = (group.rank(), group.size()) if group is not None else (0, 1)
+    out_path = Path(out_path) if out_path is not None else None
+    write_path = dist.shard_path(out_path, rank, size) if (group is not None and out_path) else out_path
+
+    done = _existing(out_path, sampling)
+    if write_path != out_path:
+        done.update({k: v for k, v in _existing(write_path, sampling).items() if k not in done})
+
+    mine = problems[rank::size]
+    by_id = {p.id: p for p in problems}
+    requests, prompts = [], {}
+    for p in mine:
+        missing = [i for i in range(n) if (p.id, i) not in done]
+        if not missing:
+            continue
+        prompts[p.id] = prompt_text(tokenizer, p, raw=raw_prompt)
+        requests.append(Request(prompt=prompt_tokens(tokenizer, p, raw=raw_prompt), sample_indices=missing,
+                                seeds=[sequence_seed(seed, p.id, i) for i in missing], tag=p.id))
+
+    engine = SamplingEngine(model, tokenizer, params, max_tokens=max_tokens, stop=stop, max_batch=max_batch,
+                            max_kv_tokens=max_kv_tokens, prefill_step=prefill_step, runaway=runaway)
+    new: list[Sample] = []
+    t0 = time.perf_counter()
+    writer = JsonlWriter(write_path) if write_path is not None and requests else None
+    try:
+        for fin in engine.run(requests, on_tokens=on_tokens):
+            sample = _to_sample(fin, by_id[fin.tag], prompts[fin.tag], round_=round, model_name=model_name,
+                                sampling=sampling)
+            if writer:
+                writer.write(sample)
+            new.append(sample)
+            if on_sample:
+                on_sample(sample)
+    finally:
+        if writer:
+            writer.close()
+    seconds = time.perf_counter() - t0
+    if stats is not None:
+        stats.update(new=len(new), skipped=sum(1 for p in mine for i in range(n) if (p.id, i) in done),
+                     generated_tokens=engine.generated_tokens, prompt_tokens=engine.prompt_tokens,
+                     seconds=seconds, rank=rank, world_size=size)
+
+    have = dict(done)
+    have.update({s.key: s for s in new})
+    if group is not None:
+        have = _merge_ranks(group, out_path, write_path, have, mine, n)
+        if rank != 0:
+            problems = mine
+    return [have[(p.id, i)] for p in problems for i in range(n) if (p.id, i) in have]
+
+
+def _merge_ranks(group, out_path, shard, have: dict, mine: list[Problem], n: int) -> dict:
+    """Rank 0 collects every rank's samples and appends the ones out_path lacks."""
+    own = [have[(p.id, i)].to_dict() for p in mine for i in range(n) if (p.id, i) in have]
+    gathered = dist.gather_records(own, group)
+    if group.rank() == 0:
+        merged = {**have, **{(r["problem_id"], r["sample_index"]): Sample.from_dict(r) for r in gathered}}
+        if out_path is not None:
+            present = set(_existing(out_path, next(iter(merged.values())).sampling) if merged else {})
+            with JsonlWriter(out_path) as writer:
+                for key, s in merged.items():
+                    if key not in present:
+                        writer.write(s)
+        have = merged
+    dist.barrier(group)  # out_path holds everything: the shards can go
+    if shard is not None and shard != out_path and Path(shard).exists():
+        Path(shard).unlink()
+    return have
+
+
+def sample_file(model_spec, problems_spec, out_path, *, adapter=None, limit: Optional[int] = None,
+                **kwargs) -> list[Sample]:
+    """Load a model (and adapter) and a problem source, sample, append to out_path."""
+    from ..models import load_model, model_name
+    from ..problems import load_problems
+
+    problems = load_problems(problems_spec, limit=limit)
+    model, tokenizer = load_model(model_spec, adapter)
+    name = model_name(model_spec) + (f"+{adapter}" if adapter else "")
+    kwargs.setdefault("model_name", name)
+    return sample_problems(model, tokenizer, problems, out_path=out_path, **kwargs)
+
+
+def summarize_samples(samples: Sequence[Sample]) -> dict:
+    reasons: dict = {}
+    for s in samples:
+        reasons[s.finish_reason] = reasons.get(s.finish_reason, 0) + 1
+    lps = [s.mean_logprob for s in samples if s.mean_logprob is not None]
+    return {
+        "samples": len(samples),
+        "problems": len({s.problem_id for s in samples}),
+        "finish_reasons": reasons,
+        "mean_tokens": round(sum(s.num_tokens for s in samples) / len(samples), 1) if samples else 0,
+        "with_code": sum(1 for s in samples if s.code.strip()),
+        "mean_logprob": round(sum(lps) / len(lps), 4) if lps else None,
+    }

@@ -1,0 +1,257 @@
+"""The batched sampling engine: one prefill per prompt, continuous batching.
+
+Each prompt is prefilled once, alone (batch 1, so its cache never depends on other
+prompts); its KV cache is then replicated along the batch for its N samples and
+joined to the running decode batch, which holds sequences of many problems at once.
+Sequences leave as they finish and new prompts are admitted into the freed rows,
+within `max_batch` rows and `max_kv_tokens` of (padded) KV cache.
+
+The running cache reuses mlx_lm's BatchKVCache: left-padded rows with per-row RoPE
+offsets and a padding-aware causal mask; `extend` right-justifies caches of
+different lengths and `filter` drops finished rows and trims shared padding.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+
+import mlx.core as mx
+import numpy as np
+from mlx_lm.models.cache import BatchKVCache, KVCache, make_prompt_cache
+
+from ..errors import UserError
+from .samplers import SamplingParams, sample_tokens, step_uniforms
+from .stopping import RunawayConfig, StopStrings, repetition_period
+
+
+@dataclass
+class Request:
+    """One prompt and the samples wanted from it."""
+
+    prompt: list[int]
+    sample_indices: list[int]
+    seeds: list[int]  # one 64-bit seed per sample (samplers.sequence_seed)
+    tag: Any = None  # handed back in Finished (e.g. the problem)
+
+
+@dataclass
+class Finished:
+    tag: Any
+    sample_index: int
+    tokens: list[int]  # every sampled token, the EOS included
+    text: str  # decoded, without EOS and without the stop string and what follows it
+    finish_reason: str  # stop | length | runaway
+    logprob_sum: float
+    sampling_logprob_sum: float
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def mean_logprob(self) -> Optional[float]:
+        return self.logprob_sum / len(self.tokens) if self.tokens else None
+
+    @property
+    def mean_sampling_logprob(self) -> Optional[float]:
+        return self.sampling_logprob_sum / len(self.tokens) if self.tokens else None
+
+
+@dataclass
+class _Seq:
+    tag: Any
+    sample_index: int
+    seed: int
+    prompt_len: int
+    tokens: list = field(default_factory=list)
+    logprob_sum: float = 0.0
+    sampling_logprob_sum: float = 0.0
+
+
+@dataclass
+class _Prefilled:
+    request: Request
+    cache: list
+    logits: mx.array  # (1, V): the distribution of the first generated token
+    next: int = 0  # how many of request.sample_indices were admitted
+
+    @property
+    def remaining(self) -> int:
+        return len(self.request.sample_indices) - self.next
+
+
+def _replicate(layer_cache, k: int):
+    """A batch cache of k identical rows from a one-row cache."""
+    if type(layer_cache) is KVCache:
+        # Faster than BatchKVCache.merge's row-by-row copies.
+        n = layer_cache.offset
+        out = BatchKVCache([0] * k)
+        out.keys = mx.repeat(layer_cache.keys[:, :, :n, :], k, axis=0)
+        out.values = mx.repeat(layer_cache.values[:, :, :n, :], k, axis=0)
+        out.offset = out.offset + n
+        out._idx = n
+        return out
+    if not hasattr(layer_cache, "merge"):
+        raise UserError(f"this model's cache ({type(layer_cache).__name__}) does not support batched sampling")
+    return layer_cache.merge([layer_cache] * k)
+
+
+class SamplingEngine:
+    def __init__(self, model, tokenizer, params: SamplingParams, *, max_tokens: int = 512,
+                 stop: Sequence[str] = (), eos_token_ids: Optional[Iterable[int]] = None,
+                 max_batch: int = 32, max_kv_tokens: Optional[int] = None, prefill_step: int = 512,
+                 runaway: RunawayConfig = RunawayConfig()):
+        if max_tokens < 1:
+            raise UserError(f"max_tokens {max_tokens}: must be >= 1")
+        if max_batch < 1:
+            raise UserError(f"max_batch {max_batch}: must be >= 1")
+        self.model, self.tokenizer, self.params = model, tokenizer, params
+        self.max_tokens, self.max_batch, self.max_kv_tokens = max_tokens, max_batch, max_kv_tokens
+        self.prefill_step = prefill_step
+        self.eos = set(tokenizer.eos_token_ids if eos_token_ids is None else eos_token_ids)
+        self.stop = StopStrings(tokenizer, stop)
+        self.runaway = runaway
+        self.generated_tokens = 0
+        self.prompt_tokens = 0
+
+    # --- pieces ------------------------------------------------------------------------
+
+    def _prefill(self, request: Request) -> _Prefilled:
+        if not request.prompt:
+            raise UserError("empty prompt: every problem needs prompt text")
+        cache = make_prompt_cache(self.model)
+        tokens = mx.array(request.prompt)[None]
+        head = tokens.shape[1] - 1
+        for start in range(0, head, self.prefill_step):
+            # Only the cache is evaluated: the unused logits of the prompt are never computed.
+            self.model(tokens[:, start:min(start + self.prefill_step, head)], cache=cache)
+            mx.eval([c.state for c in cache])
+        logits = self.model(tokens[:, head:], cache=cache)[:, -1, :]
+        mx.eval(logits)
+        self.prompt_tokens += len(request.prompt)
+        return _Prefilled(request, cache, logits)
+
+    def _kv_tokens(self, rows: list[_Seq]) -> int:
+        """Worst-case padded KV size of a batch: every row as long as the longest can get."""
+        if not rows:
+            return 0
+        return len(rows) * (max(r.prompt_len for r in rows) + self.max_tokens)
+
+    def _room(self, rows: list[_Seq], prompt_len: int, wanted: int) -> int:
+        room = min(wanted, self.max_batch - len(rows))
+        if self.max_kv_tokens is not None:
+            longest = max([prompt_len] + [r.prompt_len for r in rows]) + self.max_tokens
+            room = min(room, self.max_kv_tokens // longest - len(rows))
+            if not rows:
+                room = max(room, 1)  # one sequence always runs, whatever the budget
+        return max(room, 0)
+
+    def _sample(self, logits: mx.array, rows: list[_Seq]):
+        u = step_uniforms([r.seed for r in rows], [len(r.tokens) for r in rows])
+        tokens, lp, slp = sample_tokens(logits, self.params, mx.array(u))
+        mx.eval(tokens, lp, slp)
+        return tokens, tokens.tolist(), lp.tolist(), slp.tolist()
+
+    def _finish_reason(self, seq: _Seq) -> Optional[str]:
+        if seq.tokens[-1] in self.eos or self.stop.hit(seq.tokens):
+            return "stop"
+        n = len(seq.tokens)
+        if self.runaway.enabled and (n % self.runaway.check_every == 0 or n >= self.max_tokens):
+            if repetition_period(seq.tokens, self.runaway) is not None:
+                return "runaway"
+        if n >= self.max_tokens:
+            return "length"
+        return None
+
+    def _finished(self, seq: _Seq, reason: str) -> Finished:
+        body = seq.tokens[:-1] if seq.tokens[-1] in self.eos else seq.tokens
+        text = self.tokenizer.decode(body)
+        if reason == "stop" and self.stop:
+            text = self.stop.truncate(text)
+        return Finished(seq.tag, seq.sample_index, list(seq.tokens), text, reason,
+                        seq.logprob_sum, seq.sampling_logprob_sum)
+
+    def _record(self, rows, token_list, lp, slp):
+        for seq, t, a, b in zip(rows, token_list, lp, slp):
+            seq.tokens.append(t)
+            seq.logprob_sum += a
+            seq.sampling_logprob_sum += b
+        self.generated_tokens += len(rows)
+
+    # --- the loop ----------------------------------------------------------------------
+
+    def run(self, requests: Iterable[Request], on_tokens: Optional[Callable[[int], None]] = None
+            ) -> Iterator[Finished]:
+        """Yield every requested sample as it finishes (in completion order)."""
+        pending = deque(r for r in requests if r.sample_indices)
+        current: Optional[_Prefilled] = None
+        rows: list[_Seq] = []
+        cache = None
+        last = None  # (B,) tokens to feed next
+
+        while True:
+            # Admit: fill free rows from the prefilled prompt, prefilling the next as needed.
+            while len(rows) < self.max_batch:
+                if current is None:
+                    if not pending:
+                        break
+                    current = self._prefill(pending.popleft())
+                req = current.request
+                k = self._room(rows, len(req.prompt), current.remaining)
+                if k == 0:
+                    break
+                new = [_Seq(req.tag, req.sample_indices[i], req.seeds[i], len(req.prompt))
+                       for i in range(current.next, current.next + k)]
+                current.next += k
+                tokens, token_list, lp, slp = self._sample(mx.repeat(current.logits, k, axis=0), new)
+                self._record(new, token_list, lp, slp)
+                if on_tokens:
+                    on_tokens(k)
+                alive = []
+                for i, seq in enumerate(new):
+                    reason = self._finish_reason(seq)
+                    if reason:
+                        yield self._finished(seq, reason)
+                    else:
+                        alive.append(i)
+                if alive:
+                    block = [_replicate(c, len(alive)) for c in current.cache]
+                    if cache is None:
+                        cache, last = block, tokens[mx.array(alive)] if len(alive) < k else tokens
+                    else:
+                        for running, extra in zip(cache, block):
+                            running.extend(extra)
+                        last = mx.concatenate([last, tokens[mx.array(alive)]])
+                    rows.extend(new[i] for i in alive)
+                if current.remaining == 0:
+                    current = None
+
+            if not rows:
+                if current is None and not pending:
+                    return
+                continue
+
+            # Decode one token for every running row.
+            logits = self.model(last[:, None], cache=cache)[:, -1, :]
+            tokens, token_list, lp, slp = self._sample(logits, rows)
+            self._record(rows, token_list, lp, slp)
+            if on_tokens:
+                on_tokens(len(rows))
+            keep = []
+            for i, seq in enumerate(rows):
+                reason = self._finish_reason(seq)
+                if reason:
+                    yield self._finished(seq, reason)
+                else:
+                    keep.append(i)
+            if len(keep) == len(rows):
+                last = tokens
+            elif keep:
+                for c in cache:
+                    c.filter(keep)
+                rows = [rows[i] for i in keep]
+                last = tokens[mx.array(keep)]
+            else:
+                rows, cache, last = [], None, None

@@ -1,0 +1,172 @@
+"""Token samplers with vLLM / Hugging Face semantics, vectorised over a batch.
+
+Order: temperature first, then top-k, top-p, min-p (HF's warper order; mlx_lm's
+make_sampler truncates before the temperature, which changes what e.g. T=1.6, top_k=20,
+top_p=0.8 means). T=0 is greedy.
+
+Randomness: each sequence owns a 64-bit seed derived from (seed, problem_id,
+sample_index); its step-t uniform is splitmix64 of that seed's t-th counter, drawn on
+the host (B numbers a step). A token is then the inverse CDF of the truncated
+distribution at that uniform. So a sample's randomness does not depend on which other
+sequences share its batch, and a resumed run redraws exactly what an uninterrupted
+run would have.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict, dataclass
+
+import mlx.core as mx
+import numpy as np
+
+from ..errors import UserError
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 1.0
+    top_k: int = 0  # 0 (or <0): no top-k
+    top_p: float = 1.0  # 1.0: no top-p
+    min_p: float = 0.0  # 0.0: no min-p
+    seed: int = 0
+
+    def __post_init__(self):
+        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
+            raise UserError(f"temperature {self.temperature}: must be >= 0 (0 means greedy)")
+        if not 0 < self.top_p <= 1:
+            raise UserError(f"top_p {self.top_p}: must be in (0, 1] (1 disables it)")
+        if not 0 <= self.min_p < 1:
+            raise UserError(f"min_p {self.min_p}: must be in [0, 1) (0 disables it)")
+        if int(self.top_k) != self.top_k:
+            raise UserError(f"top_k {self.top_k}: must be an integer (0 disables it)")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --- Per-sequence randomness -----------------------------------------------------------
+
+def sequence_seed(seed: int, problem_id: str, sample_index: int) -> int:
+    """A 64-bit seed owned by one sample: a pure function of its identity."""
+    digest = hashlib.blake2b(f"{seed}\x00{problem_id}\x00{sample_index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def step_uniforms(seeds, steps) -> np.ndarray:
+    """Uniforms in [0, 1) for each (sequence seed, step): the splitmix64 stream.
+
+    24-bit resolution, so every value is exact in float32 and strictly below 1.
+    """
+    state = np.asarray(seeds, dtype=np.uint64) + (np.asarray(steps, dtype=np.uint64) + np.uint64(1)) * _GOLDEN
+    z = state
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(40)).astype(np.float32) * np.float32(2.0**-24)
+
+
+# --- The sampler -----------------------------------------------------------------------
+
+def _take(x, idx):
+    return mx.take_along_axis(x, idx, axis=-1)
+
+
+def truncated_distribution(logits: mx.array, params: SamplingParams):
+    """(token ids or None, probabilities) of the tempered, truncated distribution.
+
+    ids is None when no sort was needed: then column j is token j. Probabilities are
+    zero for removed tokens and sum to the kept mass (renormalise by the last cumsum).
+    """
+    x = logits.astype(mx.float32) / params.temperature
+    vocab = x.shape[-1]
+    top_k = params.top_k if 0 < params.top_k < vocab else 0
+    if top_k:
+        part = mx.argpartition(-x, kth=top_k - 1, axis=-1)[:, :top_k]
+        vals = _take(x, part)
+        order = mx.argsort(-vals, axis=-1)
+        ids, vals = _take(part, order), _take(vals, order)
+    elif params.top_p < 1:
+        ids = mx.argsort(-x, axis=-1)
+        vals = _take(x, ids)
+    else:
+        ids, vals = None, x
+    probs = mx.softmax(vals, axis=-1)
+    keep = None
+    if params.top_p < 1:
+        # Sorted descending: keep a token while the mass strictly before it is < top_p,
+        # i.e. HF/vLLM's "drop the tail whose cumulative mass is <= 1 - top_p".
+        keep = (mx.cumsum(probs, axis=-1) - probs) < params.top_p
+    if params.min_p > 0:
+        # Relative to the top token: invariant to the renormalisations above.
+        floor = params.min_p * mx.max(probs, axis=-1, keepdims=True)
+        by_min_p = probs >= floor
+        keep = by_min_p if keep is None else keep & by_min_p
+    if keep is not None:
+        probs = mx.where(keep, probs, 0.0)
+    return ids, probs
+
+
+def sample_tokens(logits: mx.array, params: SamplingParams, uniforms: mx.array):
+    """Sample one token per row of `logits` (B, V).
+
+    Returns (tokens, logprob under the untempered model, logprob under the sampling
+    distribution), each of shape (B,). Greedy rows have sampling log-prob 0.
+    """
+    logits = logits.astype(mx.float32)
+    model_logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+    if params.greedy:
+        tokens = mx.argmax(logits, axis=-1)
+        lp = _take(model_logprobs, tokens[:, None])[:, 0]
+        return tokens, lp, mx.zeros_like(lp)
+    ids, probs = truncated_distribution(logits, params)
+    cdf = mx.cumsum(probs, axis=-1)
+    total = cdf[:, -1:]
+    # Inverse CDF: the first column whose cumulative mass exceeds u * total. Removed
+    # columns add no mass, so they can never be the first to exceed it.
+    pos = mx.sum(cdf <= uniforms[:, None] * total, axis=-1, keepdims=True)
+    pos = mx.minimum(pos, probs.shape[-1] - 1)
+    sampling_lp = mx.log(_take(probs, pos)[:, 0]) - mx.log(total[:, 0])
+    tokens = pos[:, 0] if ids is None else _take(ids, pos)[:, 0]
+    lp = _take(model_logprobs, tokens[:, None])[:, 0]
+    return tokens, lp, sampling_lp
+
+
+def analytic_distribution(logits, params: SamplingParams) -> np.ndarray:
+    """Reference: the exact sampling distribution over the vocabulary, in numpy float64.
+
+    Written independently of `truncated_distribution` (HF's masking formulation) so
+    tests can check the vectorised sampler against it.
+    """
+    x = np.asarray(logits, dtype=np.float64)
+    if params.greedy:
+        out = np.zeros_like(x)
+        out[np.argmax(x)] = 1.0
+        return out
+    x = x / params.temperature
+    if 0 < params.top_k < len(x):
+        kth = np.sort(x)[::-1][params.top_k - 1]
+        x = np.where(x >= kth, x, -np.inf)
+    if params.top_p < 1:
+        p = np.exp(x - x.max())
+        p /= p.sum()
+        order = np.argsort(p, kind="stable")  # ascending
+        cum = np.cumsum(p[order])
+        remove = cum <= 1 - params.top_p
+        remove[-1] = False
+        x[order[remove]] = -np.inf
+    if params.min_p > 0:
+        p = np.exp(x - x.max())
+        p /= p.sum()
+        x = np.where(p >= params.min_p * p.max(), x, -np.inf)
+    p = np.exp(x - x.max())
+    return p / p.sum()

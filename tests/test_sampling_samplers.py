@@ -1,0 +1,95 @@
+"""The sampler against the analytic tempered-then-truncated distribution (chi-square)."""
+
+import math
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from mlx_selfdistill.errors import UserError
+from mlx_selfdistill.sampling import SamplingParams, analytic_distribution, sample_tokens, step_uniforms
+
+LOGITS = np.array([2.0, 1.5, 1.2, 0.9, 0.3, 0.0, -0.4, -1.0, -1.5, -2.5, 0.8, 1.1])
+DRAWS = 60_000
+
+
+def chi2_critical(dof: int, z: float = 3.29) -> float:
+    """Upper quantile of chi-square (z=3.29: p=0.9995), Wilson-Hilferty approximation."""
+    return dof * (1 - 2 / (9 * dof) + z * math.sqrt(2 / (9 * dof))) ** 3
+
+
+def draw(params: SamplingParams, logits=LOGITS, draws=DRAWS, step=0):
+    seeds = np.arange(draws, dtype=np.uint64) * np.uint64(0x9E3779B1) + np.uint64(12345)
+    u = mx.array(step_uniforms(seeds, np.full(draws, step)))
+    batch = mx.broadcast_to(mx.array(logits, dtype=mx.float32)[None], (draws, len(logits)))
+    tokens, lp, slp = sample_tokens(batch, params, u)
+    return np.array(tokens), np.array(lp), np.array(slp)
+
+
+def chi2(counts: np.ndarray, expected_p: np.ndarray) -> tuple[float, int]:
+    support = expected_p > 0
+    assert counts[~support].sum() == 0, "sampled a token the distribution excludes"
+    exp = expected_p[support] * counts.sum()
+    return float(((counts[support] - exp) ** 2 / exp).sum()), int(support.sum() - 1)
+
+
+CASES = [
+    SamplingParams(temperature=1.6, top_k=6, top_p=0.8),  # the SSD paper's shape of setting
+    SamplingParams(temperature=0.7, top_p=0.9),
+    SamplingParams(temperature=1.0, min_p=0.1),
+    SamplingParams(temperature=1.3, top_k=8, top_p=0.95, min_p=0.05),
+    SamplingParams(temperature=1.0),
+]
+
+
+@pytest.mark.parametrize("params", CASES, ids=lambda p: f"T{p.temperature}-k{p.top_k}-p{p.top_p}-m{p.min_p}")
+def test_empirical_distribution_matches_tempered_then_truncated(params):
+    expected = analytic_distribution(LOGITS, params)
+    tokens, lp, slp = draw(params)
+    stat, dof = chi2(np.bincount(tokens, minlength=len(LOGITS)), expected)
+    assert stat < chi2_critical(dof), (stat, dof)
+    # Both recorded log-probs are the right ones for each drawn token.
+    model_lp = LOGITS - np.log(np.exp(LOGITS).sum())
+    np.testing.assert_allclose(lp, model_lp[tokens], atol=1e-5)
+    np.testing.assert_allclose(slp, np.log(expected[tokens]), atol=1e-4)
+
+
+def test_truncating_before_temperature_is_rejected_by_the_same_test():
+    """mlx_lm's order (top-p on the untempered distribution, then temperature) gives a
+    different distribution; the chi-square test must be able to tell them apart."""
+    params = SamplingParams(temperature=1.6, top_p=0.8)
+    untempered_kept = analytic_distribution(LOGITS, SamplingParams(temperature=1.0, top_p=0.8)) > 0
+    wrong = np.where(untempered_kept, np.exp(LOGITS / 1.6), 0.0)
+    wrong /= wrong.sum()
+    tokens, _, _ = draw(params)
+    counts = np.bincount(tokens, minlength=len(LOGITS))
+    stat = float(((counts - wrong * DRAWS) ** 2 / np.maximum(wrong * DRAWS, 1e-9)).sum())
+    assert stat > 10 * chi2_critical(int(untempered_kept.sum()) - 1)
+
+
+def test_greedy_is_argmax_with_zero_sampling_logprob():
+    tokens, lp, slp = draw(SamplingParams(temperature=0.0), draws=16)
+    assert (tokens == int(np.argmax(LOGITS))).all()
+    assert np.allclose(slp, 0.0)
+    assert np.allclose(lp, LOGITS.max() - np.log(np.exp(LOGITS).sum()), atol=1e-5)
+
+
+def test_top_k_one_is_greedy_at_any_temperature():
+    tokens, _, slp = draw(SamplingParams(temperature=5.0, top_k=1), draws=500)
+    assert (tokens == int(np.argmax(LOGITS))).all() and np.allclose(slp, 0.0, atol=1e-6)
+
+
+def test_uniforms_are_a_pure_function_of_seed_and_step():
+    a = step_uniforms([1, 2, 3], [0, 5, 9])
+    b = np.concatenate([step_uniforms([3], [9]), step_uniforms([1, 2], [0, 5])])
+    assert np.array_equal(a, b[[1, 2, 0]])
+    assert not np.array_equal(step_uniforms([1], [0]), step_uniforms([1], [1]))
+    u = step_uniforms(np.arange(100_000), np.zeros(100_000))
+    assert u.min() >= 0 and u.max() < 1 and abs(u.mean() - 0.5) < 0.01
+
+
+@pytest.mark.parametrize("kwargs", [{"temperature": -1}, {"top_p": 0}, {"top_p": 1.5}, {"min_p": 1.0},
+                                    {"top_k": 2.5}])
+def test_bad_settings_are_user_errors(kwargs):
+    with pytest.raises(UserError):
+        SamplingParams(**kwargs)
