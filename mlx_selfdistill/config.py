@@ -28,6 +28,10 @@ class SampleSettings:
     max_tokens: int = 256
     seed: int = 0
     raw_prompt: bool = False
+    # Memory caps of the sampler (also used for evaluation): rows decoded at once, and KV
+    # tokens held across them. Lower them for a 7B model at long max_tokens on 16 GB.
+    max_batch: int = 32
+    max_kv_tokens: Optional[int] = None
 
 
 @dataclass

@@ -32,7 +32,9 @@ def run_demo(runs_dir: str | Path = "runs", *, methods=("rft", "ssd"), fresh: bo
         if first_base is not None and not base_dir.exists():
             # Same base model, same evaluation settings: reuse the first method's base evaluation.
             shutil.copytree(first_base, base_dir)
-        summary = run(config, runs_dir, progress=progress)
+        # One bar per method and stage: both methods have a "sample round 1".
+        tagged = None if progress is None else (lambda stage, info, m=method: progress(f"{m} {stage}", info))
+        summary = run(config, runs_dir, progress=tagged)
         first_base = first_base or runs_dir / name / "base"
         last = summary["rounds"][-1]
         results[method] = {

@@ -110,3 +110,26 @@ def temperature_sweep(model, problems: Sequence[Problem], temperatures: Sequence
         results[f"{t:g}"] = evaluate_model(loaded, problems, work_dir=Path(work_dir) / f"T{t:g}", temperature=t, **kw)
     best = max(results, key=lambda k: (results[k]["pass_at_1"], -float(k)))
     return {"results": results, "best_temperature": float(best), "best_pass_at_1": results[best]["pass_at_1"]}
+
+
+def compare_models(model, adapter, problems_spec, out_dir, *, sweep=(), progress=None, **kw) -> dict:
+    """Evaluate the base model and, with an adapter, the adapted one, on the same problems and
+    seeds (side by side); with `sweep`, also each one's best decoding temperature."""
+    from .jsonl import write_json_atomic
+    from .models import load_model
+    from .problems import load_problems
+
+    problems = load_problems(problems_spec)
+    out_dir = Path(out_dir)
+    results = {}
+    for label, adapter_path in [("base", None)] + ([("adapter", adapter)] if adapter else []):
+        loaded = load_model(model, adapter_path)
+        stage = (lambda lbl: (lambda info=None, **k: progress("eval", {"where": lbl, **(info or {}), **k})))(label) \
+            if progress else None
+        res = evaluate_model(loaded, problems, work_dir=out_dir / label, progress=stage, **kw)
+        if sweep:
+            sweep_kw = {k: v for k, v in kw.items() if k != "temperature"}
+            res["sweep"] = temperature_sweep(loaded, problems, sweep, work_dir=out_dir / label / "sweep", **sweep_kw)
+        results[label] = res
+    write_json_atomic(out_dir / "eval.json", results)
+    return results

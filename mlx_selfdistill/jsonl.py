@@ -96,13 +96,13 @@ class JsonlWriter:
         self.close()
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+def write_json_atomic(path: str | os.PathLike, obj: Any, *, default=None) -> None:
     """Write JSON next to the target, then rename: readers never see a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=2, ensure_ascii=False)
+        json.dump(obj, fh, indent=2, ensure_ascii=False, default=default)
         fh.write("\n")
         fh.flush()
         os.fsync(fh.fileno())

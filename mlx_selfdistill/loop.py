@@ -53,6 +53,11 @@ class Run:
     def __init__(self, config: RunConfig, runs_dir: str | Path = "runs", *, overwrite: bool = False):
         self.config = config
         self.dir = Path(runs_dir) / config.name
+        from .models import resolve_model
+
+        for spec in (config.model, config.teacher):  # a typo must not leave a run dir behind
+            if spec:
+                resolve_model(spec)
         self._check_config(overwrite)
         self._problems: dict[str, list[Problem]] = {}
         self._loaded: dict[tuple, tuple] = {}
@@ -131,6 +136,7 @@ class Run:
             sample_problems(m, tok, problems, n=cfg.n, temperature=cfg.temperature, top_k=cfg.top_k,
                             top_p=cfg.top_p, min_p=cfg.min_p, max_tokens=cfg.max_tokens,
                             seed=cfg.seed + 1000 * r, round=r, out_path=path, raw_prompt=cfg.raw_prompt,
+                            max_batch=cfg.max_batch, max_kv_tokens=cfg.max_kv_tokens,
                             model_name=model if adapter is None else f"{model}+{adapter}",
                             on_sample=(lambda s: callback({"advance": 1})) if callback else None)
             existing = _read(path, Sample)
@@ -207,7 +213,9 @@ class Run:
         problems = self.problems(cfg.problems)
         kw = dict(n=cfg.n, top_k=cfg.top_k, top_p=cfg.top_p, min_p=cfg.min_p, max_tokens=cfg.max_tokens,
                   seed=cfg.seed, ks=cfg.ks, workers=self.config.workers, timeout_s=self.config.timeout_s,
-                  progress=_stage(progress, "eval", label))
+                  progress=_stage(progress, "eval", label),
+                  sampling_kw={"raw_prompt": self.config.sample.raw_prompt, "max_batch": self.config.sample.max_batch,
+                               "max_kv_tokens": self.config.sample.max_kv_tokens})
         loaded = self.load(model, adapter)
         result = evaluate_model(loaded, problems, work_dir=self.dir / label / "eval",
                                 temperature=cfg.temperature, **kw)

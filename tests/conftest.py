@@ -1,5 +1,3 @@
-import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,3 +9,31 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 @pytest.fixture
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+def make_random_adapter(path: Path) -> Path:
+    """A real mlx_lm LoRA adapter for the tiny model, with B randomised so it changes outputs."""
+    import json
+
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    from mlx_selfdistill.models import load_model
+
+    model, _ = load_model("tiny")
+    config = {"fine_tune_type": "lora", "num_layers": 2,
+              "lora_parameters": {"rank": 4, "scale": 8.0, "dropout": 0.0}}
+    mx.random.seed(7)
+    linear_to_lora_layers(model, config["num_layers"], config["lora_parameters"])
+    weights = {}
+    for i, (name, value) in enumerate(tree_flatten(model.parameters())):
+        if name.endswith("lora_a"):
+            weights[name] = value
+        elif name.endswith("lora_b"):
+            weights[name] = 0.05 * mx.random.normal(value.shape, key=mx.random.key(i))
+    assert weights, "no LoRA layers were created"
+    path.mkdir(parents=True)
+    mx.save_safetensors(str(path / "adapters.safetensors"), weights)
+    (path / "adapter_config.json").write_text(json.dumps(config))
+    return path

@@ -11,6 +11,8 @@ from mlx_selfdistill.energy import EnergyMeter, EnergyReading, IdleBaseline, Non
 from mlx_selfdistill.errors import UserError
 from mlx_selfdistill.records import Problem, Sample, Verdict
 
+from conftest import make_random_adapter
+
 # Small enough for the 2-core CI machine; real sampling and sandboxed verification all the same.
 E2E = dict(problems="toy:heldout:4", n=2, trials=2, max_tokens=24, decode_tokens=8, idle_seconds=0.0, workers=2)
 
@@ -187,30 +189,6 @@ def test_measure_speed_decodes_exactly_the_asked_tokens(tiny):
 
 # -- end to end ---------------------------------------------------------------------------------
 
-def _make_adapter(path):
-    """A real mlx_lm LoRA adapter for the tiny model, with B randomised so it changes outputs."""
-    import mlx.core as mx
-    from mlx.utils import tree_flatten
-    from mlx_lm.tuner.utils import linear_to_lora_layers
-
-    from mlx_selfdistill.models import load_model
-
-    model, _ = load_model("tiny")
-    config = {"fine_tune_type": "lora", "num_layers": 2,
-              "lora_parameters": {"rank": 4, "scale": 8.0, "dropout": 0.0}}
-    mx.random.seed(7)
-    linear_to_lora_layers(model, config["num_layers"], config["lora_parameters"])
-    weights = {}
-    for i, (name, value) in enumerate(tree_flatten(model.parameters())):
-        if name.endswith("lora_a"):
-            weights[name] = value
-        elif name.endswith("lora_b"):
-            weights[name] = 0.05 * mx.random.normal(value.shape, key=mx.random.key(i))
-    assert weights, "no LoRA layers were created"
-    path.mkdir(parents=True)
-    mx.save_safetensors(str(path / "adapters.safetensors"), weights)
-    (path / "adapter_config.json").write_text(json.dumps(config))
-    return path
 
 
 def _check_outputs(result, out, labels):
@@ -263,7 +241,7 @@ def test_bench_cli_without_adapter(tmp_path, capsys):
 def test_bench_with_adapter_interleaves_base_and_distilled(tmp_path):
     if detect_meter().name != "none":
         pytest.skip("this machine has an energy meter; the test expects none")
-    adapter = _make_adapter(tmp_path / "adapter")
+    adapter = make_random_adapter(tmp_path / "adapter")
     events = []
 
     def progress(stage, info):

@@ -1,6 +1,7 @@
 """`mlx-selfdistill doctor` and the platform facts behind it."""
 
 import json
+import os
 import sys
 
 from click.testing import CliRunner
@@ -39,10 +40,10 @@ def test_doctor_json_via_cli():
 
 def test_doctor_table_via_main(capsys):
     main(["doctor", "--no-blas-check"])  # returns normally on success (exit 0)
-    err = capsys.readouterr().err  # rich output goes to stderr
+    out = capsys.readouterr().out  # the result table goes to stdout
     for word in ("mlx", "energy: rapl", "default model", "energy meter used by bench"):
-        assert word in err
-    assert "mlx-selfdistill[nvml]" in err or "energy: nvml" in err  # markup not swallowed
+        assert word in out
+    assert "mlx-selfdistill[nvml]" in out or "energy: nvml" in out  # markup not swallowed
 
 
 def test_blas_check_flags_reference_blas(tmp_path):
@@ -56,9 +57,14 @@ def test_blas_check_flags_reference_blas(tmp_path):
     assert "libopenblas0-pthread" in slow["fix"] and "LD_PRELOAD=" in slow["fix"]
     assert "libblas" in slow["library"]
     maps.write_text(OPENBLAS_MAPS)
-    fast = platform_info.blas_check(maps, gflops=2.1)
+    fast = platform_info.blas_check(maps, gflops=45.0)
     assert fast["status"] == "ok" and fast["optimized"] and fast["fix"] is None
     assert "openblas" in fast["library"]
+    # numpy's private OpenBLAS beside MLX's reference BLAS: still slow, and not named as MLX's.
+    maps.write_text(REFERENCE_MAPS + "7f1c2f000000-7f1c2f100000 r-xp 00000000 08:01 128 "
+                    "/venv/lib/python3.11/site-packages/numpy.libs/libscipy_openblas64_-ff651d7f.so\n")
+    numpy_only = platform_info.blas_check(maps, gflops=4.6)
+    assert numpy_only["status"] == "slow-reference-blas" and not numpy_only["optimized"]
 
 
 def test_blas_check_in_this_process():
@@ -67,7 +73,8 @@ def test_blas_check_in_this_process():
     if sys.platform == "linux":
         libs = platform_info.loaded_blas_libraries()
         assert libs, "mlx's CPU backend maps a BLAS into the process"
-        assert res["optimized"] == any("openblas" in p or "mkl" in p for p in libs)
+        if "openblas" in os.environ.get("LD_PRELOAD", ""):  # how CI runs: MLX really uses OpenBLAS
+            assert res["optimized"] and res["status"] == "ok", res
 
 
 def test_cpuinfo_model_name_prefers_model_name(tmp_path):

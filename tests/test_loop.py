@@ -117,3 +117,46 @@ def test_killed_run_resumes_to_the_same_artefacts(tmp_path):
     for k in got["weights"]:
         assert mx.allclose(got["weights"][k], expected["weights"][k], atol=1e-5).item(), k
     assert got["eval"] == expected["eval"]
+
+
+@pytest.mark.slow
+def test_teacher_to_student_with_another_tokenizer_over_two_rounds(tmp_path):
+    """The teacher samples, the student (its own tokenizer) trains; round 2 continues from
+    round 1's fused student, so both the adapter and the fuse path are exercised."""
+    from mlx_selfdistill.models import load_model, resolve_model
+    from mlx_selfdistill.toy.build_model import build
+
+    student = tmp_path / "student"
+    build(student, seed=11, problems=40, steps=2, batch_size=4, evaluate=False, log_every=1)
+    teacher_vocab = json.loads((Path(resolve_model("tiny")) / "tokenizer.json").read_text())["model"]["vocab"]
+    student_vocab = json.loads((student / "tokenizer.json").read_text())["model"]["vocab"]
+    assert teacher_vocab != student_vocab  # no shared tokenizer
+    config = resolve_config(overrides={"name": "ts", "method": "rft", "model": str(student), "teacher": "tiny",
+                                       "rounds": 2, "restart_from_base": False, **SMALL,
+                                       "train": {"iters": 2}})
+    summary = run(config, tmp_path / "runs")
+    rd1, rd2 = (tmp_path / "runs" / "ts" / f"round_{r}" for r in (1, 2))
+    for rd in (rd1, rd2):
+        samples = [json.loads(line) for line in open(rd / "samples.jsonl")]
+        assert samples and all(s["model"] == "tiny" for s in samples)  # the teacher sampled
+        kept = [json.loads(line) for line in open(rd / "train.jsonl")]
+        passing = {(v["problem_id"], v["sample_index"]) for v in map(json.loads, open(rd / "verdicts.jsonl"))
+                   if v["status"] == "pass"}
+        passing_text = {s["completion"] for s in samples if (s["problem_id"], s["sample_index"]) in passing}
+        assert kept and all(ex["messages"][-1]["content"] in passing_text for ex in kept)  # teacher's raw text
+    assert (rd1 / "model" / "model.safetensors").exists()  # round 1's student, fused
+    assert summary["rounds"][1]["eval"]["model"] == str(rd2 / "model")
+    _, tok = load_model(str(rd2 / "model"))
+    assert tok.get_vocab() == load_model(str(student))[1].get_vocab()  # still the student's tokenizer
+
+
+def test_missing_model_is_a_one_line_error(tmp_path, capsys):
+    from mlx_selfdistill.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--preset", "tiny-rft", "--model", str(tmp_path / "no-such-model"),
+              "--runs-dir", str(tmp_path / "runs")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "no-such-model" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "runs").exists()  # nothing to trip over once the typo is fixed

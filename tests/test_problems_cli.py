@@ -30,8 +30,8 @@ def test_problems_on_a_fixture_path_json(capsys):
 
 def test_problems_table_and_limit(capsys):
     code, out, err = _run(capsys, f"humaneval:{FIX / 'humaneval.jsonl'}", "--limit", "2")
-    assert code == 0 and out == ""  # tables go to stderr
-    assert "HumanEval/0, HumanEval/1" in err and "HumanEval/2" not in err and "call: 8" in err
+    assert code == 0  # result tables go to stdout
+    assert "HumanEval/0, HumanEval/1" in out and "HumanEval/2" not in out and "call: 8" in out
 
 
 def test_problems_dump_roundtrips_as_jsonl(capsys, tmp_path):

@@ -214,6 +214,11 @@ def test_plain_problem_records_and_limit():
     assert [p.id for p in problems] == ["mine/add", "mine/echo"]
     assert problems[1].style == "stdio"
     assert [p.id for p in load_problems(f"jsonl:{FIX / 'problems.jsonl'}", limit=1)] == ["mine/add"]
+    # "@N" limits any source inside a spec string (what a run config can say)
+    assert [p.id for p in load_problems(f"{FIX / 'problems.jsonl'}@1")] == ["mine/add"]
+    assert [p.id for p in load_problems(f"jsonl:{FIX / 'problems.jsonl'}@5")] == ["mine/add", "mine/echo"]
+    with pytest.raises(UserError, match="at least 1"):
+        load_problems(f"{FIX / 'problems.jsonl'}@0")
 
 
 def test_toy_specs():

@@ -14,7 +14,6 @@ from mlx_selfdistill.cli import main
 from mlx_selfdistill.errors import UserError
 from mlx_selfdistill.jsonl import read_jsonl
 from mlx_selfdistill.models import load_model
-from mlx_selfdistill.records import Sample
 from mlx_selfdistill.sampling import read_samples, sample_problems
 from mlx_selfdistill.toy.world import toy_problems
 

@@ -8,8 +8,10 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-# Progress bars and tables go to stderr when --json owns stdout.
+# Progress bars and messages go to stderr; result tables to stdout (with --json, stdout
+# carries the JSON instead and no table is printed).
 console = Console(stderr=True)
+out = Console()
 
 
 def print_json(obj) -> None:

@@ -16,7 +16,7 @@ from ._common import console
 class StageProgress:
     def __init__(self, enabled: bool = True):
         self.enabled = enabled
-        self.bars = Progress(SpinnerColumn(), TextColumn("{task.description:<18}"), BarColumn(),
+        self.bars = Progress(SpinnerColumn(), TextColumn("{task.description:<22}"), BarColumn(),
                              MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[text]}"),
                              console=console, transient=False, disable=not enabled)
         self.tasks: dict = {}

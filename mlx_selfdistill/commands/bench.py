@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import console, print_json
+from ._common import out, print_json
 from ._progress import StageProgress
 
 
@@ -56,7 +56,7 @@ def bench(model, adapter, problems_spec, n, trials, temperature, top_k, top_p, m
     if as_json:
         print_json(result)
         return
-    console.print(render_table(result))
-    console.print(setup_summary(result), markup=False)
-    console.print(f"pass@1 per W = {PASS1_PER_WATT_DEFINITION}", style="dim", markup=False)
-    console.print("Wrote " + ", ".join(result.get("outputs", {}).values()), markup=False)
+    out.print(render_table(result))
+    out.print(setup_summary(result), markup=False)
+    out.print(f"pass@1 per W = {PASS1_PER_WATT_DEFINITION}", style="dim", markup=False)
+    out.print("Wrote " + ", ".join(result.get("outputs", {}).values()), markup=False)

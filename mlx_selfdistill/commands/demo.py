@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..demo import run_demo
-from ._common import console, print_json, table
+from ._common import out, print_json, table
 from ._progress import StageProgress
 
 
@@ -33,6 +33,6 @@ def demo(runs_dir, methods, fresh, as_json):
             f"{r['kept']}/{r['samples']}",
             " ".join(f"{k} {v:.0f}s" for k, v in secs.items()),
         ])
-    console.print(table("held-out pass@1, base vs distilled (toy world, tiny model)",
+    out.print(table("held-out pass@1, base vs distilled (toy world, tiny model)",
                         ["method", "base", "distilled", "gain (pts)", "kept/sampled", "time per stage"], rows))
-    console.print(f"total {result['seconds']:.0f}s; runs in {runs_dir}/")
+    out.print(f"total {result['seconds']:.0f}s; runs in {runs_dir}/")

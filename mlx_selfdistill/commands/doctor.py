@@ -7,7 +7,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from ._common import console, print_json
+from ._common import out, print_json
 
 _STATUS = {"ok": "[green]ok[/green]", "warn": "[yellow]warn[/yellow]",
            "no": "[dim]no[/dim]", "info": "[dim]-[/dim]"}
@@ -51,9 +51,9 @@ def render(report: dict) -> None:
     t.add_column("detail", overflow="fold")  # paths must stay whole
     for check, status, detail in rows:
         t.add_row(check, status, escape(detail))  # details hold [extras] and paths
-    console.print(t)
+    out.print(t)
     meter = report["energy_meter"]
-    console.print(f"energy meter used by bench: [bold]{meter}[/bold]"
+    out.print(f"energy meter used by bench: [bold]{meter}[/bold]"
                   + ("" if meter != "none" else " (energy will be reported as unavailable)"))
 
 

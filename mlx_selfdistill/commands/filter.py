@@ -10,7 +10,7 @@ import click
 from ..filtering import FILTERS, FilterConfig, filter_samples, to_train_examples
 from ..jsonl import iter_jsonl
 from ..records import Sample, Verdict
-from ._common import console, print_json, table
+from ._common import out, print_json, table
 
 
 def filter_files(samples_path, problems_spec, out_path, *, verdicts_path=None, config: FilterConfig) -> dict:
@@ -56,4 +56,4 @@ def filter_cmd(samples, problems_spec, verdicts, filters, drop_shortest, keep_fr
     if as_json:
         print_json(stats)
         return
-    console.print(table(f"filter -> {out_path}", ["stage", "samples"], [[k, v] for k, v in stats.items()]))
+    out.print(table(f"filter -> {out_path}", ["stage", "samples"], [[k, v] for k, v in stats.items()]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import console, print_json, table
+from ._common import console, out, print_json, table
 
 
 @click.command()
@@ -23,4 +23,4 @@ def fuse(model_spec, adapter_path, save_path, dequantize, as_json):
     if as_json:
         print_json(result)
         return
-    console.print(table("fuse", ["", "value"], [[k, v] for k, v in result.items()]))
+    out.print(table("fuse", ["", "value"], [[k, v] for k, v in result.items()]))

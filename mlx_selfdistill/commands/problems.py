@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.progress import Progress
 
-from ._common import console, print_json, table
+from ._common import console, out, print_json, table
 
 
 def _sources_help() -> str:
@@ -62,5 +62,5 @@ def problems(source, limit, cache_dir, as_json, dump):
             ["test types", ", ".join(f"{k}: {v}" for k, v in info["test_types"].items())],
             ["tests per problem", "{min} / {mean} / {max} (min / mean / max)".format(**info["tests_per_problem"])],
             ["with reference solution", info["with_canonical_solution"]]]
-    console.print(table(f"problems: {source}", ["", "value"], rows))
-    console.print(table("difficulty", ["difficulty", "problems"], [[k, v] for k, v in info["difficulty"].items()]))
+    out.print(table(f"problems: {source}", ["", "value"], rows))
+    out.print(table("difficulty", ["difficulty", "problems"], [[k, v] for k, v in info["difficulty"].items()]))

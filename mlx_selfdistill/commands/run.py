@@ -6,7 +6,7 @@ import click
 
 from ..config import list_presets, resolve_config
 from ..loop import run as run_loop
-from ._common import console, print_json, table
+from ._common import out, print_json, table
 from ._progress import StageProgress
 
 
@@ -64,9 +64,9 @@ def run(config_file, preset_name, name, method, model, teacher, problems, eval_p
     if as_json:
         print_json(summary)
         return
-    console.print(table(f"run {config.name} ({config.method})",
+    out.print(table(f"run {config.name} ({config.method})",
                         ["model", "samples", "kept", "pass@1", "95% CI", "time"], round_rows(summary)))
-    console.print(f"run directory: {summary['run_dir']}")
+    out.print(f"run directory: {summary['run_dir']}")
 
 
 @click.command("presets")
@@ -77,4 +77,4 @@ def presets(as_json):
     if as_json:
         print_json(found)
         return
-    console.print(table("presets (use: run --preset NAME)", ["name", "description"], [[k, v] for k, v in found.items()]))
+    out.print(table("presets (use: run --preset NAME)", ["name", "description"], [[k, v] for k, v in found.items()]))

@@ -8,7 +8,7 @@ import time
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ._common import console, print_json, table
+from ._common import console, out, print_json, table
 
 
 @click.command()
@@ -86,4 +86,4 @@ def sample(model_spec, adapter, problems_spec, limit, n, temperature, top_k, top
             ["with code", info["with_code"]], ["mean tokens", info["mean_tokens"]],
             ["mean log-prob", info["mean_logprob"]],
             ["generated tokens", info["generated_tokens"]], ["tokens / sec (this rank)", info["tokens_per_sec"]]]
-    console.print(table("sample", ["", "value"], rows))
+    out.print(table("sample", ["", "value"], rows))

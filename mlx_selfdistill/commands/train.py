@@ -8,7 +8,7 @@ import click
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 
-from ._common import console, print_json, table
+from ._common import console, out, print_json, table
 
 # Keys of a YAML config that name inputs rather than training settings.
 INPUT_KEYS = ("model", "data", "adapter_path", "valid_data", "resume")
@@ -123,7 +123,7 @@ def train(config_file, model_spec, data_path, valid_data, adapter_path, as_json,
             ["peak memory", f"{result['peak_memory_gb']:.2f} GB"],
             ["trainable parameters", f"{result['trainable_parameters']:,} of {result['total_parameters']:,}"],
             ["processes", result["world_size"]]]
-    console.print(table("train", ["", "value"], rows))
+    out.print(table("train", ["", "value"], rows))
 
 
 class _null:

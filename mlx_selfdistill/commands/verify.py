@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..execution.verify import verify_file
-from ._common import console, print_json, table
+from ._common import out, print_json, table
 from ._progress import StageProgress
 
 
@@ -30,9 +30,9 @@ def verify(samples, problems_spec, out_path, workers, timeout_s, memory_mb, as_j
         return
     rows = [[status, count, f"{count / summary['verdicts']:.1%}" if summary["verdicts"] else "-"]
             for status, count in summary["by_status"].items()]
-    console.print(table(f"verify -> {out_path}", ["status", "verdicts", "share"], rows))
+    out.print(table(f"verify -> {out_path}", ["status", "verdicts", "share"], rows))
     speed = f", {summary['candidates_per_s']}/s" if summary["candidates_per_s"] else ""
     prot = summary["protections"]
     shield = f"; network: {prot.get('network')}, uid: {prot.get('uid')}" if prot else ""
-    console.print(f"judged {summary['judged']} (skipped {summary['skipped']} already judged) in "
+    out.print(f"judged {summary['judged']} (skipped {summary['skipped']} already judged) in "
                   f"{summary['seconds']}s{speed}; pass rate {summary['pass_rate']:.1%}{shield}")

@@ -203,6 +203,12 @@ def load_problems(spec: str, *, cache_dir=None, limit: Optional[int] = None,
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, got {limit}")
     spec = spec.strip()
+    at_limit = re.fullmatch(r"(.+)@(\d+)", spec)  # "mbpp+@100": the first 100 of any source
+    if at_limit:
+        spec, first = at_limit.group(1), int(at_limit.group(2))
+        if first < 1:
+            raise UserError(f"{spec}@{first}: the count after @ must be at least 1")
+        limit = first if limit is None else min(limit, first)
     head, _, rest = spec.partition(":")
     name = _ALIASES.get(head.lower(), head.lower())
     if name == "toy":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import time
 from pathlib import Path
@@ -202,8 +201,8 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--problems", type=int, default=4000, help="train-split problems in the corpus")
-    ap.add_argument("--noise", type=float, default=0.35, help="fraction of deliberately wrong solutions")
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--noise", type=float, default=0.7, help="fraction of deliberately wrong solutions")
+    ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--no-eval", action="store_true", help="skip measuring pass@1 after training")
@@ -214,7 +213,7 @@ def main(argv=None):
     print(json.dumps(card, indent=2))
 
 
-def build(out: Path, *, seed: int = 0, problems: int = 4000, noise: float = 0.35, steps: int = 1500,
+def build(out: Path, *, seed: int = 0, problems: int = 4000, noise: float = 0.7, steps: int = 800,
           batch_size: int = 32, lr: float = 2e-3, evaluate: bool = True, log_every: int = 100) -> dict:
     """Corpus -> tokenizer -> model trained from scratch -> saved folder; returns the model card."""
     t0 = time.time()

@@ -6,7 +6,6 @@ so `mlx_lm.load(model, adapter_path=...)` and `mlx_selfdistill.models.load_model
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -17,6 +16,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from ..errors import UserError
+from ..jsonl import write_json_atomic
 from .config import TrainConfig
 
 
@@ -111,16 +111,6 @@ def save_safetensors_atomic(path: Path, arrays: dict) -> None:
     os.replace(tmp, path)
 
 
-def write_json_file_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=2, default=str)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -141,7 +131,7 @@ def remove_stale_temp_files(adapter_dir: Path) -> None:
 
 def save_adapter(model, adapter_dir: Path, config_dict: dict) -> None:
     adapter_dir.mkdir(parents=True, exist_ok=True)
-    write_json_file_atomic(adapter_dir / "adapter_config.json", config_dict)
+    write_json_atomic(adapter_dir / "adapter_config.json", config_dict, default=str)
     save_safetensors_atomic(adapter_dir / "adapters.safetensors", trainable_weights(model))
 
 
