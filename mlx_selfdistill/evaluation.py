@@ -17,7 +17,8 @@ from .records import Problem, Verdict
 
 
 def counts_by_problem(problems: Sequence[Problem], verdicts: Iterable[Verdict]) -> dict[str, tuple[int, int]]:
-    """(samples, passing samples) per problem that has at least one verdict."""
+    """(samples, passing samples) per problem that has at least one verdict, in the problems'
+    order: verdicts arrive in completion order, and the bootstrap interval must not depend on it."""
     known = {p.id for p in problems}
     n, c = defaultdict(int), defaultdict(int)
     for v in verdicts:
@@ -25,7 +26,7 @@ def counts_by_problem(problems: Sequence[Problem], verdicts: Iterable[Verdict]) 
             continue
         n[v.problem_id] += 1
         c[v.problem_id] += int(v.passed)
-    return {pid: (n[pid], c[pid]) for pid in n}
+    return {p.id: (n[p.id], c[p.id]) for p in problems if p.id in n}
 
 
 def evaluate_verdicts(problems: Sequence[Problem], verdicts: Iterable[Verdict], ks: Iterable[int] = (1,),

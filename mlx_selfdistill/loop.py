@@ -232,6 +232,16 @@ def _stage(progress: Progress, stage: str, where) -> Optional[Callable[[dict], N
     return lambda info=None, **kw: progress(stage, {"where": where, **(info or {}), **kw})
 
 
+def _spent(stage_dir: Path, stage: str, t0: float) -> float:
+    """Seconds spent on a stage over every invocation of the run (kept in stage_dir/timing.json),
+    so a resumed run reports what the work cost, not the few seconds of finding it done."""
+    path = stage_dir / "timing.json"
+    spent = json.loads(path.read_text()) if path.exists() else {}
+    spent[stage] = round(spent.get(stage, 0.0) + time.time() - t0, 2)
+    write_json_atomic(path, spent)
+    return spent[stage]
+
+
 def _plain(obj):
     return json.loads(json.dumps(obj, default=lambda o: getattr(o, "tolist", lambda: str(o))()))
 
@@ -246,28 +256,29 @@ def run(config: RunConfig, runs_dir: str | Path = "runs", *, overwrite: bool = F
     if config.evaluate_base and config.eval.problems:
         t0 = time.time()
         summary["base_eval"] = r_.evaluate("base", config.model, None, progress)
-        summary["base_eval_seconds"] = round(time.time() - t0, 2)
+        summary["base_eval_seconds"] = _spent(r_.dir / "base", "eval", t0)
     for r in range(1, config.rounds + 1):
         res = RoundResult(round=r)
+        rd = r_.round_dir(r)
         t0 = time.time()
         samples = r_.sample(r, progress)
-        res.samples, res.seconds["sample"] = len(samples), round(time.time() - t0, 2)
+        res.samples, res.seconds["sample"] = len(samples), _spent(rd, "sample", t0)
         verdicts: list[Verdict] = []
         if r_.needs_verdicts():
             t0 = time.time()
             verdicts = r_.verify(r, samples, progress)
-            res.seconds["verify"] = round(time.time() - t0, 2)
+            res.seconds["verify"] = _spent(rd, "verify", t0)
         t0 = time.time()
         examples, res.filter_stats = r_.filter(r, samples, verdicts)
-        res.kept, res.seconds["filter"] = len(examples), round(time.time() - t0, 2)
+        res.kept, res.seconds["filter"] = len(examples), _spent(rd, "filter", t0)
         t0 = time.time()
         res.train = r_.train(r, examples, progress)
-        res.seconds["train"] = round(time.time() - t0, 2)
+        res.seconds["train"] = _spent(rd, "train", t0)
         if config.eval.problems:
             t0 = time.time()
             model, adapter = r_.student_after(r)
             res.eval = r_.evaluate(f"round_{r}", model, adapter, progress)
-            res.seconds["eval"] = round(time.time() - t0, 2)
+            res.seconds["eval"] = _spent(rd, "eval", t0)
         if verdicts:
             res.filter_stats["train_pass_rate"] = sum(v.passed for v in verdicts) / len(verdicts)
         summary["rounds"].append(res.__dict__)

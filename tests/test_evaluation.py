@@ -1,6 +1,7 @@
 """Evaluation: verdicts -> pass@k numbers, and base vs adapter side by side on the tiny model."""
 
 import json
+import random
 
 import pytest
 
@@ -27,6 +28,16 @@ def test_evaluate_verdicts_pass_at_k_and_difficulty_breakdown():
     assert lo < result["pass_at_1"] < hi
     assert result["by_difficulty"]["easy"]["pass_at_1"] == pytest.approx(0.75)
     assert result["by_difficulty"]["hard"]["pass_at_1"] == pytest.approx(0.25)
+
+
+
+def test_interval_does_not_depend_on_verdict_arrival_order():
+    rng = random.Random(0)
+    problems = [Problem(id=f"p{i}", prompt="", tests=[]) for i in range(40)]
+    verdicts = _verdicts({p.id: [rng.random() < 0.5 for _ in range(4)] for p in problems})
+    shuffled = verdicts[:]
+    rng.shuffle(shuffled)  # the sandbox returns verdicts in completion order
+    assert evaluate_verdicts(problems, shuffled)["pass_at_1_ci"] == evaluate_verdicts(problems, verdicts)["pass_at_1_ci"]
 
 
 def test_base_and_adapter_side_by_side_with_a_temperature_sweep(tmp_path):

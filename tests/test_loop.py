@@ -44,8 +44,11 @@ def test_small_rft_run_end_to_end(tmp_path):
     assert 0.0 <= summary["distilled_pass_at_1"] <= 1.0 and "base_pass_at_1" in summary
     # A rerun finds everything done and changes nothing.
     before = (rd / "samples.jsonl").read_bytes(), (rd / "verdicts.jsonl").read_bytes()
-    run(config, tmp_path / "runs")
+    again = run(config, tmp_path / "runs")
     assert before == ((rd / "samples.jsonl").read_bytes(), (rd / "verdicts.jsonl").read_bytes())
+    # Stage times add up over invocations: the resumed run still reports what sampling cost.
+    for stage in ("sample", "train"):
+        assert again["rounds"][0]["seconds"][stage] >= summary["rounds"][0]["seconds"][stage] > 0
 
 
 def _cli(config: Path, runs: Path):

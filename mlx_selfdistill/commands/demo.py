@@ -23,16 +23,22 @@ def demo(runs_dir, methods, fresh, as_json):
     if as_json:
         print_json(result)
         return
-    rows = []
+    names = {"rft": "test-filtered (rft)", "ssd": "SSD (no tests)"}
+    rows, times = [], []
     for method, r in result["methods"].items():
+        ci = r.get("distilled_ci") or (float("nan"), float("nan"))
+        rows.append([names[method], f"{r['base_pass_at_1']:.3f}", f"{r['distilled_pass_at_1']:.3f}",
+                     f"{ci[0]:.3f}-{ci[1]:.3f}", f"{100 * (r['distilled_pass_at_1'] - r['base_pass_at_1']):+.1f}",
+                     f"{r['kept']}/{r['samples']}"])
         secs = r["seconds"]
-        rows.append([
-            {"rft": "test-filtered (rft)", "ssd": "SSD (no tests)"}[method],
-            f"{r['base_pass_at_1']:.3f}", f"{r['distilled_pass_at_1']:.3f}",
-            f"{100 * (r['distilled_pass_at_1'] - r['base_pass_at_1']):+.1f}",
-            f"{r['kept']}/{r['samples']}",
-            " ".join(f"{k} {v:.0f}s" for k, v in secs.items()),
-        ])
+        times.append([names[method]] + [f"{secs[k]:.0f}" if k in secs else "-"
+                                        for k in ("sample", "verify", "train", "eval")])
+    head = result["methods"][result["method"]]
     out.print(table("held-out pass@1, base vs distilled (toy world, tiny model)",
-                        ["method", "base", "distilled", "gain (pts)", "kept/sampled", "time per stage"], rows))
-    out.print(f"total {result['seconds']:.0f}s; runs in {runs_dir}/")
+                    ["method", "base", "distilled", "95% CI", "gain", "kept"], rows))
+    out.print(table("time per stage (seconds)", ["method", "sample", "verify", "train", "eval"], times))
+    base_ci = head.get("base_ci") or (float("nan"), float("nan"))
+    out.print("gain in points of pass@1; kept = training examples / samples drawn")
+    out.print(f"base pass@1 {head['base_pass_at_1']:.3f} (95% CI {base_ci[0]:.3f}-{base_ci[1]:.3f}), evaluated once "
+              f"({head['seconds'].get('base_eval', 0):.0f}s) for both; this invocation took {result['seconds']:.0f}s; "
+              f"runs in {runs_dir}/")
