@@ -87,13 +87,18 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
+def unknown_fields(cls, values: dict) -> tuple[list[str], list[str]]:
+    """(unknown keys, valid field names) of a mapping meant for a dataclass, both sorted."""
+    names = sorted(f.name for f in dataclasses.fields(cls))
+    return sorted(set(values) - set(names)), names
+
+
 def _build(cls, values: dict, where: str):
     if not isinstance(values, dict):
         raise UserError(f"config section '{where}' must be a mapping")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
+    unknown, names = unknown_fields(cls, values)
     if unknown:
-        raise UserError(f"unknown key '{unknown[0]}' in config section '{where}': valid keys are {', '.join(sorted(names))}")
+        raise UserError(f"unknown key '{unknown[0]}' in config section '{where}': valid keys are {', '.join(names)}")
     return cls(**values)
 
 

@@ -96,10 +96,11 @@ class TrainConfig:
     def from_dict(cls, values: dict, *, source: str = "training config") -> "TrainConfig":
         if not isinstance(values, dict):
             raise UserError(f"{source}: expected a mapping of option: value")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        from ..config import unknown_fields
+
+        unknown, known = unknown_fields(cls, values)
         if unknown:
-            raise UserError(f"{source}: unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+            raise UserError(f"{source}: unknown option(s) {', '.join(unknown)} (known: {', '.join(known)})")
         return cls(**values)
 
     @classmethod
