@@ -326,3 +326,19 @@ def test_hub_unreachable_is_one_line_naming_the_dataset(tmp_path, monkeypatch):
             load_problems(spec, cache_dir=tmp_path)
         msg = str(err.value)
         assert f"could not fetch dataset {repo}" in msg and "pass the local file" in msg and "\n" not in msg
+
+
+def test_hub_listing_offline_falls_back_to_the_local_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from mlx_selfdistill.problems import hub
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    snap = tmp_path / "datasets--microsoft--rStar-Coder" / "snapshots" / "0123abc"
+    for name in ("seed_sft/train-00001.parquet", "seed_sft/train-00000.parquet", "seed_testcase/t-0.parquet"):
+        (snap / name).parent.mkdir(parents=True, exist_ok=True)
+        (snap / name).write_bytes(b"PAR1")
+    assert hub.hub_list("microsoft/rStar-Coder", "seed_sft/*.parquet", local_hint="x", cache_dir=tmp_path) == \
+        ["seed_sft/train-00000.parquet", "seed_sft/train-00001.parquet"]
+    with pytest.raises(UserError, match="could not fetch dataset microsoft/rStar-Coder"):
+        hub.hub_list("microsoft/rStar-Coder", "other/*.parquet", local_hint="x", cache_dir=tmp_path)

@@ -65,16 +65,34 @@ def hub_file(repo_id: str, filename: str, *, local_hint: str, cache_dir=None, re
         raise _fail(repo_id, filename, _reason(exc), local_hint) from None
 
 
-def hub_list(repo_id: str, pattern: str, *, local_hint: str, revision: Optional[str] = None) -> list[str]:
-    """Files of a dataset repo matching a glob, sorted (the shards of a config)."""
+def cached_files(repo_id: str, cache_dir=None) -> list[str]:
+    """Files of a dataset repo already in the local huggingface_hub cache (any snapshot)."""
+    from huggingface_hub import constants
+
+    snapshots = Path(cache_dir or constants.HF_HUB_CACHE) / f"datasets--{repo_id.replace('/', '--')}" / "snapshots"
+    found = set()
+    for snap in snapshots.glob("*"):
+        found.update(p.relative_to(snap).as_posix() for p in snap.rglob("*") if p.is_file())
+    return sorted(found)
+
+
+def hub_list(repo_id: str, pattern: str, *, local_hint: str, revision: Optional[str] = None,
+             cache_dir=None) -> list[str]:
+    """Files of a dataset repo matching a glob, sorted (the shards of a config). Offline, or
+    when the hub cannot be listed, the cached files stand in for the listing."""
+    cached = [f for f in cached_files(repo_id, cache_dir) if fnmatch.fnmatch(f, pattern)]
     reason = _offline_reason()
     if reason:
+        if cached:
+            return cached
         raise _fail(repo_id, pattern, reason, local_hint)
     try:
         from huggingface_hub import HfApi
 
         files = HfApi().list_repo_files(repo_id, repo_type="dataset", revision=revision)
     except Exception as exc:
+        if cached:
+            return cached
         raise _fail(repo_id, pattern, _reason(exc), local_hint) from None
     found = sorted(f for f in files if fnmatch.fnmatch(f, pattern))
     if not found:
@@ -88,7 +106,7 @@ def hub_first_file(repo_id: str, candidates: list[str], *, local_hint: str, cach
     for name in candidates:
         try:
             if any(c in name for c in "*?["):
-                name = hub_list(repo_id, name, local_hint=local_hint)[0]
+                name = hub_list(repo_id, name, local_hint=local_hint, cache_dir=cache_dir)[0]
             return hub_file(repo_id, name, local_hint=local_hint, cache_dir=cache_dir)
         except RemoteFileMissing:
             continue

@@ -181,8 +181,8 @@ def _from_hub(name: str, variant: str, *, cache_dir=None, limit=None, progress=N
         if variant not in ("seed_sft", ""):
             raise UserError(f"unknown rStar-Coder subset {variant!r}: use rstar:seed_sft")
         hint = "mlx-selfdistill problems rstar:/path/to/folder_with_seed_sft_and_seed_testcase"
-        sft = hub.hub_list(RSTAR_REPO, "seed_sft/*.parquet", local_hint=hint)
-        cases = hub.hub_list(RSTAR_REPO, "seed_testcase/*.parquet", local_hint=hint)
+        sft = hub.hub_list(RSTAR_REPO, "seed_sft/*.parquet", local_hint=hint, cache_dir=cache_dir)
+        cases = hub.hub_list(RSTAR_REPO, "seed_testcase/*.parquet", local_hint=hint, cache_dir=cache_dir)
         return load_rstar_shards(hub.hub_files_lazily(RSTAR_REPO, sft, local_hint=hint, cache_dir=cache_dir),
                                  hub.hub_files_lazily(RSTAR_REPO, cases, local_hint=hint, cache_dir=cache_dir),
                                  limit=limit)
