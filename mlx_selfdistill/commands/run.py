@@ -17,7 +17,7 @@ def round_rows(summary: dict) -> list[list]:
         rows.append(["base", "-", "-", f"{b['pass_at_1']:.3f}", _ci(b), "-"])
     for r in summary["rounds"]:
         ev = r.get("eval") or {}
-        secs = " ".join(f"{k} {v:.0f}s" for k, v in r["seconds"].items())
+        secs = ", ".join(f"{k} {v:.0f}s" for k, v in r["seconds"].items() if v >= 0.5)  # skip instant stages
         rows.append([f"round {r['round']}", r["samples"], r["kept"],
                      f"{ev['pass_at_1']:.3f}" if ev else "-", _ci(ev) if ev else "-", secs])
     return rows
