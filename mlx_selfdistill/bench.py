@@ -37,14 +37,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from . import metrics
 from .energy import EnergyMeter, EnergyReading, IdleBaseline, detect_meter, measure_idle, phase_energy
 from .errors import UserError
+from .progress import Progress, stage_callback
 from .records import Problem, Sample, Verdict
 
-Progress = Optional[Callable[[str, dict], None]]
 
 DEFAULT_PROBLEMS = "toy:heldout:50"
 # pass@k reported besides pass@1 (when n allows), and always pass@n.
@@ -216,21 +216,6 @@ def _count(items) -> dict:
 
 # -- the run ---------------------------------------------------------------------------------
 
-def _fuse_adapter(model) -> None:
-    """Fold LoRA/DoRA layers into plain weights, in place (what mlx_lm.fuse does)."""
-    from mlx.utils import tree_unflatten
-
-    fused = [(name, module.fuse()) for name, module in model.named_modules() if hasattr(module, "fuse")]
-    if fused:
-        model.update_modules(tree_unflatten(fused))
-
-
-def _stage(progress: Progress, stage: str, where) -> Optional[Callable]:
-    if progress is None:
-        return None
-    return lambda info=None, **kw: progress(stage, {"where": where, **(info or {}), **kw})
-
-
 def _check_options(n: int, trials: int, idle_seconds: float, decode_tokens: int, max_tokens: int) -> None:
     if n < 1:
         raise UserError(f"-n must be at least 1 sample per problem, got {n}")
@@ -267,6 +252,7 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, problems: str 
     from .platform_info import environment
     from .problems import load_problems
     from .sampling import sample_problems
+    from .training.fuse import fuse_in_memory
 
     _check_options(n, trials, idle_seconds, decode_tokens, max_tokens)
     if speed_repeats < 1:
@@ -287,7 +273,7 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, problems: str 
     schedule = abab_schedule(labels, trials)
     slices = trial_slices(problem_list, trials)
     total_steps = 2 + len(labels) + 3 * len(schedule)  # idle, load, warm-ups, (speed, sample, verify) per slot
-    overall = _stage(progress, "bench", "")
+    overall = stage_callback(progress, "bench", "")
 
     def step(text: str) -> None:
         if overall:
@@ -304,7 +290,7 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, problems: str 
     for label in labels:
         m, tok = load_model(model, adapter if label == "distilled" else None)
         if label == "distilled" and fuse:
-            _fuse_adapter(m)
+            fuse_in_memory(m)
         loaded[label] = (m, tok)
         runs[label] = ModelRun(label, model_name(model), adapter if label == "distilled" else None,
                                metrics.weight_bytes(m))
@@ -336,7 +322,7 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, problems: str 
             samples: list[Sample] = []
             verdicts: list[Verdict] = []
             if chunk:
-                on_sample = _stage(progress, "sample", where)
+                on_sample = stage_callback(progress, "sample", where)
                 meter.start()
                 t0 = time.perf_counter()
                 samples = sample_problems(m, tok, chunk, n=n, max_tokens=max_tokens, seed=seed, group=None,
@@ -350,7 +336,7 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, problems: str 
             step(f"sample {where}")
 
             if samples:
-                on_verdict = _stage(progress, "verify", where)
+                on_verdict = stage_callback(progress, "verify", where)
                 meter.start()
                 t0 = time.perf_counter()
                 verdicts = verify_samples(chunk, samples, pool=pool,

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from .config import resolve_config
-from .loop import Progress, run
+from .loop import run
+from .progress import Progress
 
 DEMO_METHODS = {"rft": "tiny-rft", "ssd": "tiny-ssd"}
 

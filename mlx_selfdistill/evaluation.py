@@ -13,6 +13,7 @@ from typing import Iterable, Sequence
 
 from .errors import UserError
 from .metrics import summarize_quality
+from .progress import stage_callback
 from .records import Problem, Verdict
 
 
@@ -55,14 +56,13 @@ def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, 
 
     `model` is a model spec (path, hub id, 'tiny') or a loaded (model, tokenizer) pair.
     """
-    from .execution import verify_samples
-    from .jsonl import JsonlWriter, iter_jsonl
-    from .records import Sample
+    from .execution import verify_into_file
+    from .records import Sample, read_records
     from .sampling import sample_problems
 
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    samples_path, verdicts_path = work_dir / "samples.jsonl", work_dir / "verdicts.jsonl"
+    samples_path = work_dir / "samples.jsonl"
     if isinstance(model, tuple):
         loaded = model
     else:
@@ -76,20 +76,9 @@ def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, 
         min_p=min_p, max_tokens=max_tokens, seed=seed, out_path=samples_path, on_sample=tick,
         **(sampling_kw or {}),
     )
-    samples = [Sample.from_dict(o) for _, o in iter_jsonl(samples_path, allow_partial_tail=True)]
-    done = set()
-    if verdicts_path.exists():
-        done = {(o["problem_id"], o["sample_index"]) for _, o in iter_jsonl(verdicts_path, allow_partial_tail=True)}
-    todo = [s for s in samples if s.key not in done]
-    if todo:
-        with JsonlWriter(verdicts_path) as writer:
-            def on_result(verdict):
-                writer.write(verdict)
-                if tick:
-                    tick()
-
-            verify_samples(list(problems), todo, workers=workers, timeout_s=timeout_s, on_result=on_result)
-    verdicts = [Verdict.from_dict(o) for _, o in iter_jsonl(verdicts_path, allow_partial_tail=True)]
+    samples = read_records(samples_path, Sample)
+    verdicts, _ = verify_into_file(list(problems), samples, work_dir / "verdicts.jsonl", workers=workers,
+                                   timeout_s=timeout_s, on_result=tick)
     result = evaluate_verdicts(problems, verdicts, ks, seed=seed)
     result["sampling"] = {"n": n, "temperature": temperature, "top_k": top_k, "top_p": top_p, "min_p": min_p,
                           "max_tokens": max_tokens, "seed": seed}
@@ -125,9 +114,8 @@ def compare_models(model, adapter, problems_spec, out_dir, *, sweep=(), progress
     results = {}
     for label, adapter_path in [("base", None)] + ([("adapter", adapter)] if adapter else []):
         loaded = load_model(model, adapter_path)
-        stage = (lambda lbl: (lambda info=None, **k: progress("eval", {"where": lbl, **(info or {}), **k})))(label) \
-            if progress else None
-        res = evaluate_model(loaded, problems, work_dir=out_dir / label, progress=stage, **kw)
+        res = evaluate_model(loaded, problems, work_dir=out_dir / label,
+                             progress=stage_callback(progress, "eval", label), **kw)
         if sweep:
             sweep_kw = {k: v for k, v in kw.items() if k != "temperature"}
             res["sweep"] = temperature_sweep(loaded, problems, sweep, work_dir=out_dir / label / "sweep", **sweep_kw)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .errors import DataError, UserError
 
@@ -96,14 +96,22 @@ class JsonlWriter:
         self.close()
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any, *, default=None) -> None:
-    """Write JSON next to the target, then rename: readers never see a half-written file."""
+def _write_atomic(path: str | os.PathLike, write: Callable[[Any], None]) -> None:
+    """Write next to the target, then rename: readers never see a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=2, ensure_ascii=False, default=default)
-        fh.write("\n")
+        write(fh)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, *, default=None) -> None:
+    _write_atomic(path, lambda fh: fh.write(json.dumps(obj, indent=2, ensure_ascii=False, default=default) + "\n"))
+
+
+def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict]) -> None:
+    """A whole JSONL file at once (e.g. train.jsonl, rewritten from its inputs on every run)."""
+    _write_atomic(path, lambda fh: fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records))

@@ -19,15 +19,15 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from .config import RunConfig
 from .errors import UserError
 from .filtering import FilterConfig, filter_samples, to_train_examples
-from .jsonl import iter_jsonl, write_json_atomic
-from .records import Problem, Sample, Verdict
+from .jsonl import write_json_atomic, write_jsonl_atomic
+from .progress import Progress, stage_callback
+from .records import Problem, Sample, Verdict, read_records
 
-Progress = Optional[Callable[[str, dict], None]]  # (event, info) for UIs; None = silent
 
 
 @dataclass
@@ -39,12 +39,6 @@ class RoundResult:
     train: dict = field(default_factory=dict)
     eval: Optional[dict] = None
     seconds: dict = field(default_factory=dict)
-
-
-def _read(path: Path, cls):
-    if not path.exists():
-        return []
-    return [cls.from_dict(o, path=path, line=i) for i, o in iter_jsonl(path, allow_partial_tail=True)]
 
 
 class Run:
@@ -126,11 +120,11 @@ class Run:
         cfg, rd = self.config.sample, self.round_dir(r)
         problems = self.problems(self.config.problems)
         path = rd / "samples.jsonl"
-        existing = _read(path, Sample)
+        existing = read_records(path, Sample, missing_ok=True)
         if len(existing) < len(problems) * cfg.n:
             model, adapter = self.sampler_for(r)
             m, tok = self.load(model, adapter)
-            callback, total = _stage(progress, "sample", r), len(problems) * cfg.n
+            callback, total = stage_callback(progress, "sample", r), len(problems) * cfg.n
             if callback:
                 callback({"completed": len(existing), "total": total})
             sample_problems(m, tok, problems, n=cfg.n, temperature=cfg.temperature, top_k=cfg.top_k,
@@ -139,30 +133,23 @@ class Run:
                             max_batch=cfg.max_batch, max_kv_tokens=cfg.max_kv_tokens,
                             model_name=model if adapter is None else f"{model}+{adapter}",
                             on_sample=(lambda s: callback({"advance": 1})) if callback else None)
-            existing = _read(path, Sample)
+            existing = read_records(path, Sample, missing_ok=True)
         return existing
 
     def needs_verdicts(self) -> bool:
         return "tests" in self.filter_config().filters
 
     def verify(self, r: int, samples: list[Sample], progress: Progress = None) -> list[Verdict]:
-        from .execution import verify_samples
-        from .jsonl import JsonlWriter
+        from .execution import verify_into_file
 
         path = self.round_dir(r) / "verdicts.jsonl"
-        done = {v.key for v in _read(path, Verdict)}
-        todo = [s for s in samples if s.key not in done]
-        if todo:
-            callback = _stage(progress, "verify", r)
-            with JsonlWriter(path) as writer:
-                def on_result(v):
-                    writer.write(v)
-                    if callback:
-                        callback({"advance": 1, "total": len(todo)})
-
-                verify_samples(self.problems(self.config.problems), todo, workers=self.config.workers,
-                               timeout_s=self.config.timeout_s, on_result=on_result)
-        return _read(path, Verdict)
+        callback = stage_callback(progress, "verify", r)
+        total = len({s.key for s in samples})
+        verdicts, _ = verify_into_file(self.problems(self.config.problems), samples, path,
+                                       workers=self.config.workers, timeout_s=self.config.timeout_s,
+                                       on_result=(lambda v: callback({"advance": 1, "total": total}))
+                                       if callback else None)
+        return verdicts
 
     def filter_config(self) -> FilterConfig:
         values = dict(self.config.filter_defaults())
@@ -173,12 +160,7 @@ class Run:
         kept, stats = filter_samples(samples, verdicts, self.filter_config())
         problems = {p.id: p for p in self.problems(self.config.problems)}
         examples = to_train_examples(kept, problems)
-        path = self.round_dir(r) / "train.jsonl"
-        tmp = path.with_name("train.jsonl.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for ex in examples:
-                fh.write(json.dumps(ex, ensure_ascii=False) + "\n")
-        tmp.replace(path)
+        write_jsonl_atomic(self.round_dir(r) / "train.jsonl", examples)
         return examples, stats
 
     def train(self, r: int, examples: list[dict], progress: Progress = None) -> dict:
@@ -195,7 +177,7 @@ class Run:
         base = self.train_base_for(r)
         resume = (rd / "adapters").exists() and any((rd / "adapters").iterdir())
         result = train(self.load(base), rd / "train.jsonl", rd / "adapters", config, resume=resume,
-                       on_step=_stage(progress, "train", r))
+                       on_step=stage_callback(progress, "train", r))
         if not (self.config.restart_from_base or self.config.rounds == 1):
             from .training import fuse_adapter
 
@@ -213,7 +195,7 @@ class Run:
         problems = self.problems(cfg.problems)
         kw = dict(n=cfg.n, top_k=cfg.top_k, top_p=cfg.top_p, min_p=cfg.min_p, max_tokens=cfg.max_tokens,
                   seed=cfg.seed, ks=cfg.ks, workers=self.config.workers, timeout_s=self.config.timeout_s,
-                  progress=_stage(progress, "eval", label),
+                  progress=stage_callback(progress, "eval", label),
                   sampling_kw={"raw_prompt": self.config.sample.raw_prompt, "max_batch": self.config.sample.max_batch,
                                "max_kv_tokens": self.config.sample.max_kv_tokens})
         loaded = self.load(model, adapter)
@@ -224,12 +206,6 @@ class Run:
             result["sweep"] = temperature_sweep(loaded, problems, cfg.sweep, work_dir=self.dir / label / "sweep", **kw)
         write_json_atomic(out, result)
         return result
-
-
-def _stage(progress: Progress, stage: str, where) -> Optional[Callable[[dict], None]]:
-    if progress is None:
-        return None
-    return lambda info=None, **kw: progress(stage, {"where": where, **(info or {}), **kw})
 
 
 def _spent(stage_dir: Path, stage: str, t0: float) -> float:

@@ -132,3 +132,15 @@ class Verdict:
         if v.status not in VERDICT_STATUSES:
             raise DataError(path or "<record>", f"unknown status {v.status!r}", line=line, field="status")
         return v
+
+
+def read_records(path, cls, *, missing_ok: bool = False) -> list:
+    """The complete records of a JSONL file as `cls` (Sample, Verdict, Problem); a killed
+    writer's partial last line is ignored. A missing file is [] when missing_ok."""
+    from pathlib import Path
+
+    from .jsonl import iter_jsonl
+
+    if missing_ok and not Path(path).exists():
+        return []
+    return [cls.from_dict(obj, path=path, line=line) for line, obj in iter_jsonl(path, allow_partial_tail=True)]

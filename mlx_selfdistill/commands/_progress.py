@@ -1,8 +1,7 @@
 """Rich progress bars for the library's progress events.
 
-Library stages call `progress(stage, info)` with info keys: `where` (round or label),
-`total`, and either `advance` (increment) or `completed` (absolute), plus an optional
-`text` shown beside the bar. One bar per (stage, where).
+Library stages call `progress(stage, info)` (see mlx_selfdistill/progress.py for the info
+keys); `text` is shown beside the bar. One bar per (stage, where).
 """
 
 from __future__ import annotations

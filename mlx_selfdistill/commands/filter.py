@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import click
 
 from ..filtering import FILTERS, FilterConfig, filter_samples, to_train_examples
-from ..jsonl import iter_jsonl
+from ..jsonl import iter_jsonl, write_jsonl_atomic
 from ..records import Sample, Verdict
 from ._common import out, print_json, table
 
@@ -24,13 +22,7 @@ def filter_files(samples_path, problems_spec, out_path, *, verdicts_path=None, c
     kept, stats = filter_samples(samples, verdicts, config)
     problems = {p.id: p for p in load_problems(problems_spec)}
     examples = to_train_examples(kept, problems)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for ex in examples:
-            fh.write(json.dumps(ex, ensure_ascii=False) + "\n")
-    tmp.replace(out_path)
+    write_jsonl_atomic(out_path, examples)
     return stats
 
 

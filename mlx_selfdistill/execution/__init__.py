@@ -6,6 +6,6 @@ the child never sees.
 """
 
 from .pool import SandboxPool
-from .verify import verify_file, verify_samples
+from .verify import verify_file, verify_into_file, verify_samples
 
-__all__ = ["SandboxPool", "verify_samples", "verify_file"]
+__all__ = ["SandboxPool", "verify_samples", "verify_file", "verify_into_file"]

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from ..errors import UserError
-from ..jsonl import JsonlWriter, iter_jsonl
-from ..records import Problem, Sample, Verdict
+from ..jsonl import JsonlWriter
+from ..progress import Progress
+from ..records import Problem, Sample, Verdict, read_records
 from .pool import SandboxPool, default_workers
 
 Problems = Union[Mapping[str, Problem], Iterable[Problem], str]
-Progress = Optional[Callable[[str, dict], None]]
 
 
 def as_problem_map(problems: Problems) -> dict[str, Problem]:
@@ -60,63 +60,72 @@ def verify_samples(problems: Problems, samples: Sequence[Sample], *, workers: Op
         return own.judge_many(pairs, on_result=on_result)
 
 
-def read_samples(path: Union[str, Path]) -> list[Sample]:
-    return [Sample.from_dict(obj, path=path, line=line) for line, obj in iter_jsonl(path, allow_partial_tail=True)]
+def verify_into_file(problems: Problems, samples: Sequence[Sample], out_path: Union[str, Path], *,
+                     workers: Optional[int] = None, timeout_s: float = 5.0, memory_mb: Optional[int] = 1024,
+                     on_result: Optional[Callable[[Verdict], None]] = None, **pool_options) -> tuple[list, dict]:
+    """Judge the samples not yet in out_path, appending each verdict as it comes (resumable).
 
+    Returns every verdict of the file (earlier ones first) and what this call did: judged,
+    skipped, seconds, protections. A sample listed twice is judged once."""
+    _workers(workers, timeout_s, 1)
+    verdicts = read_records(out_path, Verdict, missing_ok=True)
+    done = {v.key for v in verdicts}
+    seen, todo = set(done), []
+    for s in samples:
+        if s.key not in seen:
+            seen.add(s.key)
+            todo.append(s)
+    pairs = _pairs(as_problem_map(problems), todo)
+    t0 = time.perf_counter()
+    protections: dict = {}
+    if pairs:
+        n = _workers(workers, timeout_s, len(pairs))
+        with SandboxPool(workers=n, timeout_s=timeout_s, memory_mb=memory_mb, **pool_options) as pool, \
+                JsonlWriter(out_path) as writer:
+            protections = pool.protections
 
-def read_verdicts(path: Union[str, Path]) -> list[Verdict]:
-    if not Path(path).exists():
-        return []
-    return [Verdict.from_dict(obj, path=path, line=line) for line, obj in iter_jsonl(path, allow_partial_tail=True)]
+            def record(v: Verdict) -> None:
+                writer.write(v)
+                verdicts.append(v)
+                if on_result:
+                    on_result(v)
+
+            pool.judge_many(pairs, on_result=record)
+    info = {"judged": len(todo), "skipped": len(done), "seconds": time.perf_counter() - t0,
+            "protections": protections}
+    return verdicts, info
 
 
 def verify_file(problems: Problems, samples_path: Union[str, Path], out_path: Union[str, Path], *,
                 workers: Optional[int] = None, timeout_s: float = 5.0, memory_mb: Optional[int] = 1024,
                 progress: Progress = None, **pool_options) -> dict:
     """Judge every sample of samples_path not yet in out_path; returns a summary dict."""
-    _workers(workers, timeout_s, 1)
-    samples = read_samples(samples_path)
-    problem_map = as_problem_map(problems)
-    done = {v.key for v in read_verdicts(out_path)}
-    seen, todo = set(done), []
-    for s in samples:  # a sample listed twice is judged once
-        if s.key not in seen:
-            seen.add(s.key)
-            todo.append(s)
-    pairs = _pairs(problem_map, todo)
-    t0 = time.perf_counter()
-    protections: dict = {}
+    samples = read_records(samples_path, Sample)
+    todo = len({s.key for s in samples} - {v.key for v in read_records(out_path, Verdict, missing_ok=True)})
+    counts: Counter = Counter()
     if progress:
-        progress("verify", {"total": len(todo), "advance": 0})
-    if pairs:
-        n = _workers(workers, timeout_s, len(pairs))
-        with SandboxPool(workers=n, timeout_s=timeout_s, memory_mb=memory_mb, **pool_options) as pool, \
-                JsonlWriter(out_path) as writer:
-            protections = pool.protections
-            counts: Counter = Counter()
+        progress("verify", {"total": todo, "advance": 0})
 
-            def on_result(v: Verdict) -> None:
-                writer.write(v)
-                counts[v.status] += 1
-                if progress:
-                    progress("verify", {"total": len(todo), "advance": 1,
-                                        "text": f"{counts['pass']} pass"})
+    def on_result(v: Verdict) -> None:
+        counts[v.status] += 1
+        if progress:
+            progress("verify", {"total": todo, "advance": 1, "text": f"{counts['pass']} pass"})
 
-            pool.judge_many(pairs, on_result=on_result)
-    seconds = time.perf_counter() - t0
-    verdicts = read_verdicts(out_path)
+    verdicts, info = verify_into_file(problems, samples, out_path, workers=workers, timeout_s=timeout_s,
+                                      memory_mb=memory_mb, on_result=on_result, **pool_options)
+    seconds = info["seconds"]
     by_status = Counter(v.status for v in verdicts)
     total = len(verdicts)
     return {
         "samples": len(samples),
-        "judged": len(todo),
-        "skipped": len(done),
+        "judged": info["judged"],
+        "skipped": info["skipped"],
         "verdicts": total,
         "by_status": dict(sorted(by_status.items())),
         "pass_rate": round(by_status.get("pass", 0) / total, 4) if total else 0.0,
         "problems_passed": len({v.problem_id for v in verdicts if v.passed}),
         "seconds": round(seconds, 3),
-        "candidates_per_s": round(len(todo) / seconds, 1) if todo and seconds > 0 else None,
-        "protections": protections,
+        "candidates_per_s": round(info["judged"] / seconds, 1) if info["judged"] and seconds > 0 else None,
+        "protections": info["protections"],
         "out": str(out_path),
     }

@@ -15,8 +15,8 @@ from typing import Callable, Iterable, Optional, Sequence
 
 from ..errors import UserError
 from ..extraction import extract_code
-from ..jsonl import JsonlWriter, iter_jsonl
-from ..records import Problem, Sample
+from ..jsonl import JsonlWriter
+from ..records import Problem, Sample, read_records
 from . import distributed as dist
 from .engine import Finished, Request, SamplingEngine
 from .samplers import SamplingParams, sequence_seed
@@ -28,7 +28,7 @@ IDENTITY_FIELDS = ("temperature", "top_k", "top_p", "min_p", "seed")
 
 def read_samples(path: os.PathLike) -> list[Sample]:
     """The complete Sample records of a JSONL file (a killed writer's partial tail is ignored)."""
-    return [Sample.from_dict(obj, path=path, line=line) for line, obj in iter_jsonl(path, allow_partial_tail=True)]
+    return read_records(path, Sample)
 
 
 def _existing(path: Optional[Path], sampling: dict) -> dict:

@@ -164,6 +164,17 @@ class SamplingEngine:
             return "length"
         return None
 
+    def _split_finished(self, seqs: list[_Seq]) -> tuple[list[Finished], list[int]]:
+        """(the sequences that just finished, indices of those still running)."""
+        done, running = [], []
+        for i, seq in enumerate(seqs):
+            reason = self._finish_reason(seq)
+            if reason:
+                done.append(self._finished(seq, reason))
+            else:
+                running.append(i)
+        return done, running
+
     def _finished(self, seq: _Seq, reason: str) -> Finished:
         body = seq.tokens[:-1] if seq.tokens[-1] in self.eos else seq.tokens
         text = self.tokenizer.decode(body)
@@ -208,13 +219,8 @@ class SamplingEngine:
                 self._record(new, token_list, lp, slp)
                 if on_tokens:
                     on_tokens(k)
-                alive = []
-                for i, seq in enumerate(new):
-                    reason = self._finish_reason(seq)
-                    if reason:
-                        yield self._finished(seq, reason)
-                    else:
-                        alive.append(i)
+                done, alive = self._split_finished(new)
+                yield from done
                 if alive:
                     block = [_replicate(c, len(alive)) for c in current.cache]
                     if cache is None:
@@ -238,13 +244,8 @@ class SamplingEngine:
             self._record(rows, token_list, lp, slp)
             if on_tokens:
                 on_tokens(len(rows))
-            keep = []
-            for i, seq in enumerate(rows):
-                reason = self._finish_reason(seq)
-                if reason:
-                    yield self._finished(seq, reason)
-                else:
-                    keep.append(i)
+            done, keep = self._split_finished(rows)
+            yield from done
             if len(keep) == len(rows):
                 last = tokens
             elif keep:

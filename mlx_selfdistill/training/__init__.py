@@ -6,8 +6,8 @@
 
 from .config import TrainConfig
 from .data import TokenizedExample, tokenize_example, tokenize_examples
-from .fuse import fuse_adapter
+from .fuse import fuse_adapter, fuse_in_memory
 from .trainer import TrainingDiverged, evaluate_loss, train
 
 __all__ = ["TrainConfig", "TokenizedExample", "TrainingDiverged", "evaluate_loss", "fuse_adapter",
-           "tokenize_example", "tokenize_examples", "train"]
+           "fuse_in_memory", "tokenize_example", "tokenize_examples", "train"]

@@ -153,14 +153,14 @@ def mlx_lm_aliases(values: dict) -> dict:
 
 def _reject_unknown_keywords(cls):
     """`TrainConfig(**values)` with a misspelt key: a one-line UserError, not a TypeError."""
+    from ..config import unknown_fields
+
     init = cls.__init__
-    known = {f.name for f in dataclasses.fields(cls)}
 
     def __init__(self, *args, **kwargs):
-        unknown = sorted(set(kwargs) - known)
+        unknown, known = unknown_fields(cls, kwargs)
         if unknown:
-            raise UserError(f"training config: unknown option(s) {', '.join(unknown)} "
-                            f"(known: {', '.join(sorted(known))})")
+            raise UserError(f"training config: unknown option(s) {', '.join(unknown)} (known: {', '.join(known)})")
         init(self, *args, **kwargs)
 
     __init__.__doc__ = init.__doc__

@@ -11,6 +11,14 @@ from mlx.utils import tree_unflatten
 from ..errors import UserError
 
 
+def fuse_in_memory(model, *, dequantize: bool = False) -> int:
+    """Fold LoRA/DoRA layers into plain weights, in place; returns how many were folded."""
+    fused = [(n, m.fuse(dequantize=dequantize)) for n, m in model.named_modules() if hasattr(m, "fuse")]
+    if fused:
+        model.update_modules(tree_unflatten(fused))
+    return len(fused)
+
+
 def fuse_adapter(model_spec, adapter_path, save_path, *, dequantize: bool = False) -> dict:
     """Load base + adapter, fold the low-rank updates into the weights, save to save_path.
 
@@ -31,9 +39,7 @@ def fuse_adapter(model_spec, adapter_path, save_path, *, dequantize: bool = Fals
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
         raise UserError(f"could not load {base!r} with adapter {adapter!r}: {first}") from exc
-    fused = [(n, m.fuse(dequantize=dequantize)) for n, m in model.named_modules() if hasattr(m, "fuse")]
-    if fused:
-        model.update_modules(tree_unflatten(fused))
+    fused_layers = fuse_in_memory(model, dequantize=dequantize)
     if dequantize:
         model = dequantize_model(model)
         config.pop("quantization", None)
@@ -45,4 +51,4 @@ def fuse_adapter(model_spec, adapter_path, save_path, *, dequantize: bool = Fals
         shutil.rmtree(save_path)
     os.replace(tmp, save_path)
     return {"model": str(model_spec), "adapter_path": str(adapter), "save_path": str(save_path),
-            "fused_layers": len(fused), "dequantized": dequantize}
+            "fused_layers": fused_layers, "dequantized": dequantize}
