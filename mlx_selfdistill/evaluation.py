@@ -106,9 +106,10 @@ def compare_models(model, adapter, problems_spec, out_dir, *, sweep=(), progress
     """Evaluate the base model and, with an adapter, the adapted one, on the same problems and
     seeds (side by side); with `sweep`, also each one's best decoding temperature."""
     from .jsonl import write_json_atomic
-    from .models import load_model
+    from .models import check_adapter, load_model
     from .problems import load_problems
 
+    adapter = check_adapter(adapter)  # before spending time on the base model
     problems = load_problems(problems_spec)
     out_dir = Path(out_dir)
     results = {}
