@@ -4,9 +4,13 @@ Same model, examples (toy problems with replies of varied length: some carry a p
 explanation, as sampled outputs do), LoRA rank and layers, optimizer (Adam, constant lr)
 and number of examples (one epoch), in one run:
 
-  mlx_selfdistill  token-budget batches, length-sorted; completion-only loss
+  mlx_selfdistill  random token-budget batches cut into length-sorted chunks (the default);
+                   completion-only loss
   mlx_lm           mlx_lm.tuner.trainer.train with its ChatDataset(mask_prompt=True) and
                    iterate_batches, batch_size examples per step
+  mlx_selfdistill_epoch_sorted
+                   ours with length_grouping="epoch" (the whole epoch sorted by length:
+                   least padding, but each step sees one length of reply), for reference
 
 Reported for both: wall time of the training call (tokenization included), trained
 (non-padding) tokens per second, the padding fraction of the batches, and the final loss
@@ -27,6 +31,7 @@ import json
 import platform
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import mlx.core as mx
@@ -56,11 +61,11 @@ def make_examples(n: int, seed: int = 0) -> list[dict]:
     return out
 
 
-def run_ours(examples, args, adapter_dir, seed) -> dict:
+def run_ours(examples, args, adapter_dir, seed, grouping="batch") -> dict:
     model, tok = load_model("tiny")
     cfg = TrainConfig(rank=args.rank, scale=args.scale, num_layers=args.layers, lr=args.lr, lr_schedule="constant",
                       epochs=1, batch_tokens=args.batch_tokens, max_seq_len=2048, save_every=0, seed=seed,
-                      compile=args.compile)
+                      compile=args.compile, length_grouping=grouping)
     t0 = time.perf_counter()
     result = train((model, tok), examples, adapter_dir, cfg)
     wall = time.perf_counter() - t0
@@ -125,14 +130,15 @@ def main():
     ap.add_argument("--examples", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=8, help="mlx_lm's examples per step")
     ap.add_argument("--batch-tokens", type=int, default=None,
-                    help="ours: padded tokens per step (default: batch-size x mean length, similar step count)")
+                    help="ours: tokens per step (default: batch-size x mean length, the same step count)")
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--scale", type=float, default=20.0)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--compile", action="store_true", help="ours: mx.compile the step")
-    ap.add_argument("--seeds", default="0,1", help="runs per trainer (batch order and LoRA init); "
+    ap.add_argument("--seeds", default="0,1,2,3", help="runs per trainer (batch order and LoRA init); "
                     "final losses move by a few hundredths between seeds, so compare means")
+    ap.add_argument("--skip-epoch-sorted", action="store_true", help="do not run the epoch-sorted reference")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
 
@@ -147,10 +153,13 @@ def main():
     base_loss = evaluate_loss(load_model("tiny")[0], tokenized, TrainConfig())
 
     seeds = [int(s) for s in args.seeds.split(",")]
-    runs: dict = {"mlx_lm": [], "mlx_selfdistill": []}
+    trainers = [("mlx_lm", run_mlx_lm), ("mlx_selfdistill", run_ours)]
+    if not args.skip_epoch_sorted:
+        trainers.append(("mlx_selfdistill_epoch_sorted", partial(run_ours, grouping="epoch")))
+    runs: dict = {name: [] for name, _ in trainers}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:  # alternate the trainers so machine load drifts hit both alike
-            for name, fn in [("mlx_lm", run_mlx_lm), ("mlx_selfdistill", run_ours)]:
+            for name, fn in trainers:
                 r = fn(examples, args, Path(tmp) / f"{name}-{seed}", seed)
                 r["final_loss"] = round(evaluate_loss(r.pop("model"), tokenized, TrainConfig()), 5)
                 r.pop("tokenizer")

@@ -11,7 +11,7 @@ from mlx_selfdistill.errors import DataError, UserError
 from mlx_selfdistill.models import load_model
 from mlx_selfdistill.toy.world import toy_problems
 from mlx_selfdistill.training import TrainConfig, tokenize_example, tokenize_examples
-from mlx_selfdistill.training.batching import BatchPlan, block_causal_mask, make_batch, shard_rows
+from mlx_selfdistill.training.batching import BatchPlan, block_causal_mask, chunk_bounds, make_batch, shard_rows
 from mlx_selfdistill.training.trainer import forward, loss_sum
 
 
@@ -87,23 +87,60 @@ def test_missing_and_empty_files_are_user_errors(tmp_path, tiny):
         tokenize_examples(tiny[1], tmp_path / "empty.jsonl")
 
 
-def test_token_budget_batches_cover_every_example_once_with_little_padding():
+def _padding(plan, lengths, batches, budget):
+    padded = real = 0
+    for b in batches:
+        for chunk in plan.chunks(b):
+            width = 8 * -(-max(lengths[r[0]] - 1 for r in chunk) // 8)
+            assert width * len(chunk) <= budget
+            padded += width * len(chunk)
+            real += sum(lengths[r[0]] - 1 for r in chunk)
+    return 1 - real / padded
+
+
+def test_random_batches_cover_every_example_once_in_even_budgets_with_little_padding():
     rng = np.random.default_rng(0)
     lengths = rng.integers(20, 300, size=500).tolist()
     plan = BatchPlan(lengths, batch_tokens=2048, seed=3, pad_multiple=8)
+    total = sum(n - 1 for n in lengths)
+    assert plan.batches_per_epoch == -(-total // 2048)
     for e in range(2):
         batches = plan.epoch(e)
-        seen = sorted(i for b in batches for row in b for i in row)
-        assert seen == list(range(500))
-        padded = real = 0
-        for b in batches:
-            width = 8 * -(-max(lengths[r[0]] - 1 for r in b) // 8)
-            assert width * len(b) <= 2048
-            padded += width * len(b)
-            real += sum(lengths[r[0]] - 1 for r in b)
-        assert 1 - real / padded < 0.05  # sorted by length: almost no padding
+        assert sorted(i for b in batches for row in b for i in row) == list(range(500))
+        sizes = [sum(lengths[r[0]] - 1 for r in b) for b in batches]
+        assert max(sizes) - min(sizes) < 2 * 300  # no runt batch: even cuts, give or take an example
+        one_matrix = 1 - sum(sizes) / sum(8 * -(-max(lengths[r[0]] - 1 for r in b) // 8) * len(b) for b in batches)
+        assert _padding(plan, lengths, batches, 2048) < min(0.1, one_matrix / 4)  # length-sorted chunks
     assert plan.epoch(0) != plan.epoch(1)  # reshuffled each epoch
     assert BatchPlan(lengths, batch_tokens=2048, seed=3).epoch(1) == plan.epoch(1)  # and reproducibly
+
+
+def test_random_batches_are_samples_of_the_data_not_of_one_length():
+    # Sorting the whole epoch makes each step see one length of example (a biased step
+    # when length goes with content); the default keeps every batch a random sample.
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(20, 300, size=600).tolist()
+
+    def spread_of_batch_means(grouping):
+        plan = BatchPlan(lengths, batch_tokens=2048, seed=0, grouping=grouping)
+        return np.std([np.mean([lengths[r[0]] for r in b]) for b in plan.epoch(0)])
+
+    assert spread_of_batch_means("batch") < 40 < spread_of_batch_means("epoch")
+    epoch_sorted = BatchPlan(lengths, batch_tokens=2048, seed=0, grouping="epoch")
+    assert _padding(epoch_sorted, lengths, epoch_sorted.epoch(0), 2048) < 0.05
+
+
+def test_chunks_cut_where_padding_saved_beats_the_cost_of_a_chunk():
+    assert chunk_bounds([8, 8, 8, 8, 64, 64], budget=4096, overhead=64) == [(0, 4), (4, 6)]
+    assert chunk_bounds([8, 8, 8, 8, 16, 16], budget=4096, overhead=64) == [(0, 6)]  # not worth a chunk
+    within_budget = chunk_bounds([64] * 5, budget=128, overhead=1)
+    assert len(within_budget) == 3 and all(b - a <= 2 for a, b in within_budget)  # fewest chunks that fit
+    assert [a for a, _ in within_budget[1:]] == [b for _, b in within_budget[:-1]]  # consecutive, covering
+    assert chunk_bounds([512], budget=128) == [(0, 1)]  # a lone row may exceed the budget
+    with pytest.raises(ValueError, match="grouping"):
+        BatchPlan([10, 20], batch_tokens=64, seed=0, grouping="sorted")
+    with pytest.raises(UserError, match="length_grouping 'sorted'"):
+        TrainConfig(length_grouping="sorted")
 
 
 def test_packed_rows_respect_the_row_length_and_keep_every_example():

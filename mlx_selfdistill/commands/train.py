@@ -32,7 +32,11 @@ INPUT_KEYS = ("model", "data", "adapter_path", "valid_data", "resume")
 @click.option("--warmup", type=int, default=None, help="Linear warmup steps. [default: 0]")
 @click.option("--iters", type=int, default=None, help="Optimizer steps (default: one epoch).")
 @click.option("--epochs", type=float, default=None, help="Epochs instead of --iters.")
-@click.option("--batch-tokens", type=int, default=None, help="Padded tokens per micro-batch. [default: 2048]")
+@click.option("--batch-tokens", type=int, default=None,
+              help="Tokens per batch; no padded chunk exceeds it. [default: 2048]")
+@click.option("--length-grouping", type=click.Choice(["batch", "epoch"]), default=None,
+              help="Sort by length inside random batches (unbiased steps), or the whole epoch "
+                   "(least padding). [default: batch]")
 @click.option("--max-seq-len", type=int, default=None, help="Longer examples are dropped. [default: 2048]")
 @click.option("--grad-accum", type=int, default=None, help="Micro-batches per optimizer step. [default: 1]")
 @click.option("--grad-checkpoint", is_flag=True, default=None, help="Recompute activations: less memory.")

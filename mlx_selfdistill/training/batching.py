@@ -1,15 +1,23 @@
-"""Micro-batches by token budget, with as little padding as the data allows.
+"""Batches by token budget, drawn at random, cut into length-sorted chunks.
 
 Each example becomes a row segment of (input, target, weight) triples: inputs are its
 tokens but the last, targets the tokens but the first, weights 1 on the completion.
-Unpacked, examples are sorted by length (ties shuffled) and cut greedily into batches of
-at most `batch_tokens` padded tokens, so a batch holds examples of nearly equal length.
-Packed, examples are laid end to end in rows of `pack_len` (first-fit decreasing) and a
-block-diagonal causal mask keeps each one's attention inside itself.
+
+Length grouping `batch` (the default): the epoch's shuffled examples are cut into batches
+of about `batch_tokens` real tokens each, so every optimizer step sees a random sample of
+the data; inside a batch the examples are sorted by length and split into padded chunks
+(fewest padded positions, a small cost per chunk), whose gradients add up to the batch's.
+Length grouping `epoch` sorts the whole epoch by length first, so one batch holds examples
+of nearly equal length: the least padding, but a biased step whenever length goes with
+content (long replies are the ones with prose), which raised the final loss in
+benchmarks/training.py. Evaluation uses it: there the order does not matter.
+
+Packed, a batch's examples are laid end to end in rows of `pack_len` (first-fit
+decreasing) and a block-diagonal causal mask keeps each one's attention inside itself.
 
 The plan of epoch e depends only on (seed, e) and the lengths, never on the number of
-processes: data-parallel ranks split each global batch by rows, and a resumed run finds
-its place by counting micro-batches.
+processes: data-parallel ranks split each batch by rows, and a resumed run finds its
+place by counting batches.
 """
 
 from __future__ import annotations
@@ -21,6 +29,11 @@ from typing import Optional
 import numpy as np
 
 from .data import TokenizedExample
+
+GROUPINGS = ("batch", "epoch")
+# What one more chunk costs, in padded positions: a chunk is a separate forward and
+# backward pass, so splitting a batch only pays when it saves more padding than this.
+CHUNK_OVERHEAD = 64
 
 
 def round_up(n: int, multiple: int) -> int:
@@ -41,16 +54,19 @@ class Batch:
 
 
 class BatchPlan:
-    """Which examples go in which micro-batch, epoch by epoch."""
+    """Which examples go in which batch, epoch by epoch, and how a batch splits into chunks."""
 
     def __init__(self, lengths: list[int], *, batch_tokens: int, seed: int, pad_multiple: int = 8,
-                 pack: bool = False, pack_len: Optional[int] = None, shuffle: bool = True):
+                 pack: bool = False, pack_len: Optional[int] = None, shuffle: bool = True,
+                 grouping: str = "batch"):
+        if grouping not in GROUPINGS:
+            raise ValueError(f"length grouping {grouping!r}: use one of {', '.join(GROUPINGS)}")
         # A segment is len - 1 positions (the last token is only a target).
         self.seg = np.asarray(lengths, dtype=np.int64) - 1
         if len(self.seg) == 0:
             raise ValueError("no examples to batch")
         self.batch_tokens, self.seed, self.pad_multiple = batch_tokens, seed, pad_multiple
-        self.pack, self.shuffle = pack, shuffle
+        self.pack, self.shuffle, self.grouping = pack, shuffle, grouping
         longest = round_up(int(self.seg.max()), pad_multiple)
         if pack_len is None:  # room for a few examples per row, within one batch's budget
             pack_len = min(4 * longest, max(batch_tokens, longest))
@@ -69,11 +85,15 @@ class BatchPlan:
     def _plan(self, e: int) -> list[list[list[int]]]:
         rng = np.random.default_rng([self.seed, e])
         order = rng.permutation(len(self.seg)) if self.shuffle else np.arange(len(self.seg))
-        rows = self._packed_rows(order) if self.pack else None
-        batches: list[list[list[int]]] = []
-        if rows is None:
+        if self.grouping == "batch":  # already random: each batch a slice of the shuffled order
+            return [self._rows(members) for members in self._even_slices(order)]
+        if self.pack:
+            rows = self._packed_rows(order)
+            per_batch = max(1, self.batch_tokens // self.pack_len)
+            batches = [rows[i:i + per_batch] for i in range(0, len(rows), per_batch)]
+        else:
             by_length = order[np.argsort(self.seg[order], kind="stable")]
-            current: list[list[int]] = []
+            batches, current = [], []
             for i in by_length.tolist():
                 width = round_up(int(self.seg[i]), self.pad_multiple)  # the widest so far: lengths ascend
                 if current and width * (len(current) + 1) > self.batch_tokens:
@@ -81,12 +101,25 @@ class BatchPlan:
                     current = []
                 current.append([i])
             batches.append(current)
-        else:
-            per_batch = max(1, self.batch_tokens // self.pack_len)
-            batches = [rows[i:i + per_batch] for i in range(0, len(rows), per_batch)]
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches
+
+    def _even_slices(self, order: np.ndarray) -> list[np.ndarray]:
+        """Cut the order into ceil(tokens / batch_tokens) slices of nearly equal token counts
+        (no runt batch at the end: a step on a handful of examples is a noisy one)."""
+        seg = self.seg[order]
+        total = int(seg.sum())
+        n = max(1, math.ceil(total / self.batch_tokens))
+        starts = np.cumsum(seg) - seg
+        which = starts * n // max(total, 1)  # the slice each example starts in: non-decreasing
+        cuts = np.searchsorted(which, np.arange(1, n))
+        return [s for s in np.split(order, cuts) if len(s)]
+
+    def _rows(self, members: np.ndarray) -> list[list[int]]:
+        if self.pack:
+            return self._packed_rows(members)
+        return [[i] for i in members[np.argsort(self.seg[members], kind="stable")].tolist()]
 
     def _packed_rows(self, order: np.ndarray) -> list[list[int]]:
         by_length = order[np.argsort(-self.seg[order], kind="stable")]
@@ -111,6 +144,38 @@ class BatchPlan:
     def rows(self, micro_batch: int) -> list[list[int]]:
         e, i = self.locate(micro_batch)
         return self.epoch(e)[i]
+
+    def width(self, row: list[int]) -> int:
+        """Padded length of a row (packed rows all have pack_len: fewer shapes)."""
+        return self.pack_len if self.pack else round_up(int(sum(self.seg[i] for i in row)), self.pad_multiple)
+
+    def chunks(self, rows: list[list[int]]) -> list[list[list[int]]]:
+        """Rows split into padded chunks: sorted by width, cut where it saves the most."""
+        rows = sorted(rows, key=self.width)
+        bounds = chunk_bounds([self.width(r) for r in rows], self.batch_tokens, CHUNK_OVERHEAD)
+        return [rows[a:b] for a, b in bounds]
+
+
+def chunk_bounds(widths: list[int], budget: int, overhead: int = CHUNK_OVERHEAD) -> list[tuple[int, int]]:
+    """Cut ascending widths into consecutive chunks [a, b) that minimise padded positions
+    plus `overhead` per chunk, each chunk at most `budget` positions (a lone row may
+    exceed it). Dynamic programming: O(n^2), n being a batch's rows."""
+    n = len(widths)
+    best = [0] + [math.inf] * n
+    cut = [0] * (n + 1)
+    for b in range(1, n + 1):
+        for a in range(b - 1, -1, -1):
+            size = (b - a) * widths[b - 1]  # the widest row is the last: widths ascend
+            if size > budget and b - a > 1:
+                break
+            cost = best[a] + size + overhead
+            if cost < best[b]:
+                best[b], cut[b] = cost, a
+    bounds, b = [], n
+    while b > 0:
+        bounds.append((cut[b], b))
+        b = cut[b]
+    return bounds[::-1]
 
 
 def shard_rows(rows: list[list[int]], rank: int, world: int) -> list[list[int]]:

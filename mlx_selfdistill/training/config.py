@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from ..errors import UserError
+from .batching import GROUPINGS
 
 FINE_TUNE_TYPES = ("lora", "dora", "full")
 SCHEDULES = ("cosine", "constant")
@@ -34,7 +35,10 @@ class TrainConfig:
     max_grad_norm: float = 0.0  # 0 = no clipping
     iters: Optional[int] = None  # optimizer steps; default: one epoch
     epochs: Optional[float] = None
-    batch_tokens: int = 2048  # padded tokens per micro-batch (per step with grad_accum=1)
+    batch_tokens: int = 2048  # tokens per batch (per step with grad_accum=1); no chunk pads past it
+    # "batch": random batches, length-sorted inside (unbiased steps); "epoch": the whole epoch
+    # sorted by length (least padding, but a step sees only one length of example).
+    length_grouping: str = "batch"
     max_seq_len: int = 2048  # longer examples are dropped (truncating would cut the EOS)
     pad_multiple: int = 8  # pad lengths to a multiple: fewer distinct shapes to compile
     pack: bool = False  # several sequences per row, attention kept inside each
@@ -56,6 +60,8 @@ class TrainConfig:
             raise UserError(f"fine_tune_type {self.fine_tune_type!r}: use one of {', '.join(FINE_TUNE_TYPES)}")
         if self.lr_schedule not in SCHEDULES:
             raise UserError(f"lr_schedule {self.lr_schedule!r}: use one of {', '.join(SCHEDULES)}")
+        if self.length_grouping not in GROUPINGS:
+            raise UserError(f"length_grouping {self.length_grouping!r}: use one of {', '.join(GROUPINGS)}")
         if self.alpha is not None:
             self.scale = float(self.alpha) / self.rank
         if isinstance(self.num_layers, str) and self.num_layers != "all":

@@ -160,7 +160,8 @@ def train(model_spec, data, adapter_path: Union[str, os.PathLike], config: Union
     examples, dropped = _examples(tokenizer, data, config.max_seq_len, "training")
     valid = _examples(tokenizer, valid_data, config.max_seq_len, "validation")[0] if valid_data else None
     plan = BatchPlan([len(ex) for ex in examples], batch_tokens=config.batch_tokens, seed=config.seed,
-                     pad_multiple=config.pad_multiple, pack=config.pack, pack_len=config.pack_len)
+                     pad_multiple=config.pad_multiple, pack=config.pack, pack_len=config.pack_len,
+                     grouping=config.length_grouping)
     if config.iters is not None:
         total_steps = config.iters
     else:
@@ -305,31 +306,31 @@ class _Run:
     def step(self, step: int):
         cfg, group = self.config, self.group
         rank, size = group.rank(), group.size()
-        total_loss, total_n, acc = None, None, None
+        total_loss = total_n = acc = None
         real = positions = 0
         for m in range(step * cfg.grad_accum, (step + 1) * cfg.grad_accum):
-            rows = self.plan.rows(m)
-            global_batch = make_batch(self.examples, rows, pad_multiple=cfg.pad_multiple, packed=cfg.pack,
-                                      width=self.plan.pack_len if cfg.pack else None)
-            real += global_batch.real_tokens
-            positions += global_batch.positions
-            mine = global_batch if size == 1 else make_batch(
-                self.examples, shard_rows(rows, rank, size), pad_multiple=cfg.pad_multiple, packed=cfg.pack,
-                width=self.plan.pack_len if cfg.pack else None)
+            mine = shard_rows(self.plan.rows(m), rank, size)
             mx.random.seed(_rng_seed(cfg.seed, m, rank))  # dropout noise is a function of the step
-            args = [mx.array(mine.inputs), mx.array(mine.targets), mx.array(mine.weights)]
-            if cfg.pack:
-                args.append(mx.array(mine.segments))
-            loss, n, g = self.grads(*args)
-            if acc is None:
-                total_loss, total_n, acc = loss, n, g
-            else:
-                total_loss, total_n = total_loss + loss, total_n + n
-                acc = tree_map(mx.add, acc, g)
-            mx.eval(total_loss, total_n, acc)
+            # A rank with no share of a tiny batch still computes a (zero) gradient to reduce.
+            for chunk in self.plan.chunks(mine) or [[]]:
+                b = make_batch(self.examples, chunk, pad_multiple=cfg.pad_multiple, packed=cfg.pack,
+                               width=self.plan.pack_len if cfg.pack else None)
+                if chunk:
+                    real, positions = real + b.real_tokens, positions + b.positions
+                args = [mx.array(b.inputs), mx.array(b.targets), mx.array(b.weights)]
+                if cfg.pack:
+                    args.append(mx.array(b.segments))
+                loss, n, g = self.grads(*args)
+                if acc is None:
+                    total_loss, total_n, acc = loss, n, g
+                else:
+                    total_loss, total_n = total_loss + loss, total_n + n
+                    acc = tree_map(mx.add, acc, g)
+                mx.eval(total_loss, total_n, acc)
         acc = all_sum_tree(acc, group)
-        sums = all_sum(mx.stack([total_loss, total_n]), group)
+        sums = all_sum(mx.stack([total_loss, total_n, mx.array(float(real)), mx.array(float(positions))]), group)
         n_targets = max(float(sums[1].item()), 1.0)
+        real, positions = int(sums[2].item()), int(sums[3].item())  # all ranks' work
         acc = tree_map(lambda g: g / n_targets, acc)
         norm = mx.sqrt(sum(mx.sum(mx.square(g.astype(mx.float32))) for _, g in tree_flatten(acc)))
         loss_value, norm_value = float(sums[0].item()) / n_targets, float(norm.item())
@@ -348,16 +349,14 @@ def evaluate_loss(model, examples: list[TokenizedExample], config: TrainConfig, 
     group = group or world()
     model.eval()
     plan = BatchPlan([len(ex) for ex in examples], batch_tokens=config.batch_tokens, seed=0,
-                     pad_multiple=config.pad_multiple, shuffle=False)
+                     pad_multiple=config.pad_multiple, shuffle=False, grouping="epoch")
     total = mx.array(0.0)
     count = mx.array(0.0)
     for rows in plan.epoch(0):
-        mine = shard_rows(rows, group.rank(), group.size())
-        if not mine:
-            continue
-        b = make_batch(examples, mine, pad_multiple=config.pad_multiple)
-        loss, n = loss_sum(model, mx.array(b.inputs), mx.array(b.targets), mx.array(b.weights))
-        total, count = total + loss, count + n
-        mx.eval(total, count)
+        for chunk in plan.chunks(shard_rows(rows, group.rank(), group.size())):
+            b = make_batch(examples, chunk, pad_multiple=config.pad_multiple)
+            loss, n = loss_sum(model, mx.array(b.inputs), mx.array(b.targets), mx.array(b.weights))
+            total, count = total + loss, count + n
+            mx.eval(total, count)
     sums = all_sum(mx.stack([total, count]), group)
     return float(sums[0].item()) / max(float(sums[1].item()), 1.0)
