@@ -5,6 +5,7 @@ import math
 import os
 import signal
 import textwrap
+import threading
 
 import pytest
 from click.testing import CliRunner
@@ -178,6 +179,24 @@ def test_a_dead_worker_is_replaced(pool):
     assert {v.status for v in verdicts} <= {"pass", "crash"}
     assert pool.judge(ADD, "def add(a, b):\n    return a + b\n").status == "pass"
     assert victim not in [w.pid for w in pool.workers]
+
+
+def test_jobs_queued_behind_a_timeout_or_a_dead_worker_are_still_judged_in_order():
+    # One worker, so jobs queue behind each other; a timeout or a dead worker must cost
+    # only the job it was running.
+    correct, wrong = "def add(a, b):\n    return a + b\n", "def add(a, b):\n    return a - b\n"
+    loop = "def add(a, b):\n    while True:\n        pass\n"
+    slow = "import time\ndef add(a, b):\n    time.sleep(1.0)\n    return a + b\n"
+    with SandboxPool(workers=1, timeout_s=1.5, memory_mb=512) as one:
+        items = [(ADD, correct), (ADD, loop), (ADD, correct), (ADD, wrong), (ADD, correct)]
+        assert [v.status for v in one.judge_many(items)] == ["pass", "timeout", "pass", "fail", "pass"]
+        victim = one.workers[0].pid
+        killer = threading.Timer(0.5, os.kill, (victim, signal.SIGKILL))
+        killer.start()
+        verdicts = one.judge_many([(ADD, slow), (ADD, correct), (ADD, correct)])
+        killer.join()
+        assert [v.status for v in verdicts] == ["crash", "pass", "pass"]
+        assert one.workers[0].pid != victim and one.restarts == 1
 
 
 @pytest.mark.skipif(not os.uname().sysname == "Linux", reason="seccomp is Linux-only")

@@ -19,6 +19,11 @@ import signal
 import sys
 import time
 
+# Siblings on the worker's path (this file runs outside the package); imported here, once
+# in the worker, rather than in every child.
+from protect import apply_limits, die_with_parent, drop_privileges
+from serialize import NotPlain, encode
+
 REPORT_FD = 3
 DONE_LINE = b'{"done": true}\n'
 MEMORY_EXIT = 86  # a stdio grandchild's exit code for MemoryError
@@ -63,9 +68,10 @@ def assist_imports(source: str) -> None:
 
 
 def enter_sandbox(report_fd: int, box: str, settings: dict, source: str = "") -> None:
-    """Own session, box as cwd, only fds 0-3 open, limits, unprivileged uid, die with the worker."""
-    from protect import apply_limits, die_with_parent, drop_privileges  # noqa: E402 (worker's path)
+    """Own session, box as cwd, only fds 0-3 open, limits, unprivileged uid, die with the worker.
 
+    Every step here costs page faults in the forked child (the dominant cost of a trivial
+    candidate), so whatever can be done once in the worker is done there instead."""
     worker_pid = os.getppid()
     os.setsid()
     os.chdir(box)
@@ -76,9 +82,7 @@ def enter_sandbox(report_fd: int, box: str, settings: dict, source: str = "") ->
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.closerange(REPORT_FD + 1, max(null + 1, 1 << 16))
-    apply_limits(cpu_s=settings["cpu_s"], memory_mb=settings.get("memory_mb"),
-                 file_bytes=settings["output_bytes"], nofile=settings.get("nofile", 128),
-                 nproc=settings.get("nproc"))
+    apply_limits(settings["limits"])
     if settings.get("uid") is not None:
         if settings.get("import_assist"):
             assist_imports(source)
@@ -86,7 +90,7 @@ def enter_sandbox(report_fd: int, box: str, settings: dict, source: str = "") ->
     die_with_parent(signal.SIGKILL)  # after the uid change, which clears it
     if os.getppid() != worker_pid:
         os._exit(0)
-    os.environ["HOME"] = os.environ["TMPDIR"] = box
+    # HOME and TMPDIR already name the box: the pool starts the worker with them.
 
 
 _pending: list = []
@@ -156,8 +160,6 @@ def run(job: dict, report_fd: int, box: str, settings: dict) -> None:
 
 
 def _run_tests(job: dict, settings: dict) -> None:
-    from serialize import NotPlain, encode  # noqa: E402 (worker's path)
-
     tests = job["tests"]
     try:
         code = compile(job["code"], "<candidate>", "exec")

@@ -1,4 +1,4 @@
-"""SandboxPool: pre-started sandbox workers, one candidate per worker at a time.
+"""SandboxPool: pre-started sandbox workers, each running one candidate at a time.
 
     with SandboxPool(workers=None, timeout_s=5, memory_mb=1024) as pool:
         verdict = pool.judge(problem, code)
@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
@@ -38,6 +39,13 @@ KEEP_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT")
 ENV_MARKER = "MLX_SELFDISTILL_SANDBOX"
 STARTUP_TIMEOUT_S = 60.0
 GRACE_S = 5.0  # how long past a job's timeout the pool waits for its worker's reply
+# Jobs queued at each worker: the next one is already in its pipe when a reply goes out,
+# so a worker never sits idle while the pool grades.
+QUEUE_DEPTH = 2
+# Only jobs this small are queued behind a running one: a worker reads stdin only between
+# jobs, so a large queued write could block the pool while that worker blocks on writing
+# a large reply the pool is not reading. A small one always fits in the pipe's buffer.
+QUEUE_MAX_BYTES = 16 * 1024
 DEFAULT_OUTPUT_BYTES = 2_000_000
 
 
@@ -62,7 +70,13 @@ def scrubbed_env(home: str, marker: str) -> dict:
 class _Worker:
     def __init__(self, index: int, proc: subprocess.Popen, info: dict):
         self.index, self.proc, self.info = index, proc, info
-        self.job: Optional[tuple] = None  # (position, plan, problem_id, sample_index, sent_at)
+        # Jobs sent and not answered, in order: (position, plan, problem_id, sample_index).
+        # The worker runs them one by one; the first started at `started`.
+        self.queue: deque = deque()
+        self.started = 0.0
+
+    def deadline(self, timeout_s: float) -> float:
+        return self.started + timeout_s + GRACE_S
 
     @property
     def pid(self) -> int:
@@ -116,13 +130,14 @@ class SandboxPool:
             os.chmod(wdir, 0o700)
             shutil.rmtree(wdir, ignore_errors=True)
         os.mkdir(wdir, 0o711)
+        box = os.path.join(wdir, "box")  # the children's cwd, HOME and TMPDIR (the worker's env too)
         cmd = [sys.executable, "-s", "-B", WORKER_SCRIPT]
         if sys.platform == "darwin" and shutil.which("sandbox-exec") and self.config["network"] == "auto":
             cmd = ["sandbox-exec", "-p", "(version 1)(allow default)(deny network*)"] + cmd
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                cwd=wdir, env=scrubbed_env(wdir, self.marker), close_fds=True,
+                                cwd=wdir, env=scrubbed_env(box, self.marker), close_fds=True,
                                 start_new_session=True)
-        config = dict(self.config, box=os.path.join(wdir, "box"))
+        config = dict(self.config, box=box)
         proc.stdin.write((json.dumps(config) + "\n").encode())
         proc.stdin.flush()
         return proc
@@ -203,66 +218,76 @@ class SandboxPool:
 
     def _run(self, jobs: list, on_result) -> list[Verdict]:
         results: list[Optional[Verdict]] = [None] * len(jobs)
-        pending = iter(enumerate(jobs))
+        pending = deque(enumerate(jobs))
         sel = selectors.DefaultSelector()
         for w in self.workers:
             sel.register(w.proc.stdout, selectors.EVENT_READ, w)
 
-        def finish(w: _Worker, verdict: Verdict) -> None:
-            results[w.job[0]] = verdict
-            w.job = None
+        def finish(w: _Worker, reply: dict) -> None:
+            position, plan, problem_id, index = w.queue.popleft()
+            w.started = time.monotonic()  # the next queued job starts now
+            results[position] = verdict = grade(plan, reply, problem_id, index, self.timeout_s)
             if on_result:
                 on_result(verdict)
+
+        def abandon(w: _Worker, reply: dict) -> None:
+            """The worker died or hung: its running job gets `reply`, the unstarted go back."""
+            finish(w, reply)
+            while w.queue:
+                position, _, _, _ = w.queue.pop()
+                pending.appendleft((position, jobs[position]))
+            self._replace(sel, w)
 
         try:
             remaining = len(jobs)
             while remaining:
                 for w in self.workers:
-                    if w.job is None:
-                        nxt = next(pending, None)
-                        if nxt is not None:
-                            self._send(w, *nxt)
-                busy = [w for w in self.workers if w.job is not None]
-                now = time.monotonic()
-                wait = min(w.job[4] + self.timeout_s + GRACE_S for w in busy) - now
+                    while len(w.queue) < QUEUE_DEPTH and pending:
+                        message = self._message(*pending[0])
+                        if w.queue and len(message[0]) > QUEUE_MAX_BYTES:
+                            break
+                        pending.popleft()
+                        self._send(w, *message)
+                busy = [w for w in self.workers if w.queue]
+                wait = min(w.deadline(self.timeout_s) for w in busy) - time.monotonic()
                 for key, _ in sel.select(max(0.0, wait)):
                     w = key.data
-                    if w.job is None:
+                    if not w.queue:
                         continue
                     line = w.proc.stdout.readline()
-                    if line:
-                        try:
-                            reply = json.loads(line)
-                        except ValueError:
-                            reply = {"reason": "worker_error", "error": "unreadable reply"}
-                    else:
-                        reply = {"reason": "worker_died", "duration_s": time.monotonic() - w.job[4]}
-                    _, plan, pid_, index, _ = w.job
-                    finish(w, grade(plan, reply, pid_, index, self.timeout_s))
                     remaining -= 1
                     if not line:
-                        self._replace(sel, w)
+                        abandon(w, {"reason": "worker_died", "duration_s": time.monotonic() - w.started})
+                        continue
+                    try:
+                        reply = json.loads(line)
+                    except ValueError:
+                        reply = {"reason": "worker_error", "error": "unreadable reply"}
+                    finish(w, reply)
                 now = time.monotonic()
                 for w in list(self.workers):
-                    if w.job is not None and now > w.job[4] + self.timeout_s + GRACE_S:
-                        _, plan, pid_, index, sent = w.job
-                        finish(w, grade(plan, {"reason": "timeout", "duration_s": now - sent}, pid_, index,
-                                        self.timeout_s))
+                    if w.queue and now > w.deadline(self.timeout_s):
                         remaining -= 1
-                        self._replace(sel, w)
+                        abandon(w, {"reason": "timeout", "duration_s": now - w.started})
         finally:
             sel.close()
         return results  # type: ignore[return-value]
 
-    def _send(self, w: _Worker, position: int, job: tuple) -> None:
+    def _message(self, position: int, job: tuple) -> tuple[bytes, tuple]:
+        """(the job line for a worker, its queue entry)."""
         problem, code, index = job
         plan = self.plan(problem)
         message = {"id": position, "code": code, "tests": plan.child_tests, "entry_point": plan.entry_point,
                    "class_name": plan.class_name, "timeout_s": self.timeout_s, "memory_mb": self.memory_mb,
                    "output_bytes": self.output_bytes}
-        w.job = (position, plan, problem.id, index, time.monotonic())
+        return (json.dumps(message, ensure_ascii=True) + "\n").encode("ascii"), (position, plan, problem.id, index)
+
+    def _send(self, w: _Worker, data: bytes, entry: tuple) -> None:
+        if not w.queue:
+            w.started = time.monotonic()
+        w.queue.append(entry)
         try:
-            w.proc.stdin.write((json.dumps(message, ensure_ascii=True) + "\n").encode("ascii"))
+            w.proc.stdin.write(data)
             w.proc.stdin.flush()
         except OSError:
             pass  # a dead worker: its stdout hits EOF and the job gets a crash verdict

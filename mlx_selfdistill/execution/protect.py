@@ -206,26 +206,33 @@ def count_user_processes(uid: int) -> int:
     return n
 
 
-def set_limit(which: int, value: int) -> bool:
-    try:
-        soft, hard = resource.getrlimit(which)
-        if hard != resource.RLIM_INFINITY:
-            value = min(value, hard)
-        resource.setrlimit(which, (value, value))
-        return True
-    except (ValueError, OSError):
-        return False
-
-
-def apply_limits(*, cpu_s: int, memory_mb: int | None, file_bytes: int, nofile: int, nproc: int | None) -> None:
-    set_limit(resource.RLIMIT_CORE, 0)
-    set_limit(resource.RLIMIT_CPU, cpu_s)
-    set_limit(resource.RLIMIT_FSIZE, file_bytes)
-    set_limit(resource.RLIMIT_NOFILE, nofile)
+def limit_plan(*, cpu_s: int, memory_mb: int | None, file_bytes: int, nofile: int,
+               nproc: int | None) -> list[tuple[int, int]]:
+    """(resource, value) pairs for a child, each capped at our hard limit (the child inherits
+    it). Worked out in the worker, so a forked child only makes the setrlimit calls."""
+    wanted = [(resource.RLIMIT_CORE, 0), (resource.RLIMIT_CPU, cpu_s), (resource.RLIMIT_FSIZE, file_bytes),
+              (resource.RLIMIT_NOFILE, nofile)]
     if memory_mb and LINUX:  # macOS ignores RLIMIT_AS: the worker watches RSS there instead
-        set_limit(resource.RLIMIT_AS, memory_mb * 1024 * 1024)
+        wanted.append((resource.RLIMIT_AS, memory_mb * 1024 * 1024))
     if nproc is not None and hasattr(resource, "RLIMIT_NPROC"):
-        set_limit(resource.RLIMIT_NPROC, nproc)
+        wanted.append((resource.RLIMIT_NPROC, nproc))
+    plan = []
+    for which, value in wanted:
+        try:
+            hard = resource.getrlimit(which)[1]
+        except (ValueError, OSError):
+            continue
+        plan.append((which, value if hard == resource.RLIM_INFINITY else min(value, hard)))
+    return plan
+
+
+def apply_limits(plan: list) -> None:
+    """Set each limit, soft = hard, so the candidate cannot raise it again."""
+    for which, value in plan:
+        try:
+            resource.setrlimit(which, (value, value))
+        except (ValueError, OSError):
+            pass
 
 
 def children_of(pid: int) -> list[int]:

@@ -24,12 +24,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import child  # noqa: E402
 import protect  # noqa: E402
-import serialize  # noqa: E402,F401  (imported once here; the child uses it)
 
 sys.path.pop(0)
 
 REPORT_OVERHEAD = 64 * 1024
 NPROC_REFRESH = 50  # jobs between recounts of our uid's processes (non-root RLIMIT_NPROC)
+CHILD_NOFILE = 128
 
 
 class Worker:
@@ -65,6 +65,7 @@ class Worker:
         self.protections["memory"] = guard
         self.jobs = 0
         self.nproc = None
+        self._limits_key, self._limits = None, []
         self.reset_box(force=True)
         for name in config.get("preimport", []):
             try:
@@ -115,15 +116,20 @@ class Worker:
             self.nproc = protect.count_user_processes(os.getuid()) + self.extra_nproc
         return self.nproc
 
+    def child_limits(self, cpu_s: int, memory_mb, output_bytes: int) -> list:
+        key = (cpu_s, memory_mb, output_bytes, self.child_nproc())
+        if key != self._limits_key:  # the same for every job of a pool: worked out once
+            self._limits_key = key
+            self._limits = protect.limit_plan(cpu_s=cpu_s, memory_mb=memory_mb if self.rlimit_memory else None,
+                                              file_bytes=output_bytes, nofile=CHILD_NOFILE, nproc=key[3])
+        return self._limits
+
     # -- one candidate --------------------------------------------------------------------
     def run_job(self, job: dict) -> dict:
         timeout = float(job["timeout_s"])
         cap = int(job["output_bytes"])
-        settings = {
-            "cpu_s": int(timeout) + 2, "output_bytes": cap, "uid": self.uid, "nproc": self.child_nproc(),
-            "import_assist": self.import_assist,
-            "memory_mb": job.get("memory_mb") if self.rlimit_memory else None,
-        }
+        settings = {"output_bytes": cap, "uid": self.uid, "import_assist": self.import_assist,
+                    "limits": self.child_limits(int(timeout) + 2, job.get("memory_mb"), cap)}
         self.jobs += 1
         report_cap = 2 * cap + REPORT_OVERHEAD
         r, w = os.pipe()
