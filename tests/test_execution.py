@@ -4,8 +4,10 @@ import json
 import math
 import os
 import signal
+import subprocess
 import textwrap
 import threading
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -14,6 +16,7 @@ from mlx_selfdistill.cli import cli, main
 from mlx_selfdistill.errors import UserError
 from mlx_selfdistill.execution import SandboxPool, verify_file, verify_samples
 from mlx_selfdistill.execution.grading import normalise_lines, plan_tests, stdout_equal, values_equal
+from mlx_selfdistill.execution.pool import remove_stale_roots
 from mlx_selfdistill.execution.serialize import NotPlain, decode, encode
 from mlx_selfdistill.jsonl import read_jsonl
 from mlx_selfdistill.records import Problem, Sample, Verdict
@@ -197,6 +200,44 @@ def test_jobs_queued_behind_a_timeout_or_a_dead_worker_are_still_judged_in_order
         killer.join()
         assert [v.status for v in verdicts] == ["crash", "pass", "pass"]
         assert one.workers[0].pid != victim and one.restarts == 1
+
+
+def test_replies_that_arrive_together_are_all_read():
+    # Freeze this (the pool's) process while its one worker answers two queued jobs, so
+    # both replies sit in the pipe at once: neither may wait for a timeout.
+    correct = "def add(a, b):\n    return a + b\n"
+    slow = "import time\ndef add(a, b):\n    time.sleep(0.3)\n    return a + b\n"
+    with SandboxPool(workers=1, timeout_s=2.0, memory_mb=512) as one:
+        one.judge(ADD, correct)  # started and warm
+        freezer = subprocess.Popen(["sh", "-c", f"sleep 0.1; kill -STOP {os.getpid()}; sleep 1; kill -CONT {os.getpid()}"])
+        try:
+            t0 = time.monotonic()
+            verdicts = one.judge_many([(ADD, slow), (ADD, correct)])
+            elapsed = time.monotonic() - t0
+        finally:
+            freezer.wait()
+        assert [v.status for v in verdicts] == ["pass", "pass"]
+        assert elapsed < 4.0 and one.restarts == 0  # a missed reply would wait 2 s + 5 s of grace
+
+
+def test_roots_left_by_killed_pools_are_removed_and_no_others(tmp_path, pool):
+    assert os.path.basename(pool.root).startswith(f"mlxsd-sandbox-{os.getpid()}-")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    alive = subprocess.Popen(["sleep", "30"])
+    try:
+        stale = tmp_path / f"mlxsd-sandbox-{gone.pid}-x1"
+        (stale / "w0" / "box").mkdir(parents=True)
+        os.chmod(stale / "w0", 0o511)  # as a worker leaves its folder: not writable
+        live = tmp_path / f"mlxsd-sandbox-{alive.pid}-x2"
+        live.mkdir()
+        unrelated = tmp_path / "mlxsd-sandbox-notapid"
+        unrelated.mkdir()
+        assert remove_stale_roots(str(tmp_path)) == [str(stale)]
+        assert not stale.exists() and live.exists() and unrelated.exists()
+    finally:
+        alive.kill()
+        alive.wait()
 
 
 @pytest.mark.skipif(not os.uname().sysname == "Linux", reason="seccomp is Linux-only")

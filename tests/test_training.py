@@ -118,6 +118,16 @@ def test_resume_is_exact(tmp_path, data):
     # A checkpoint made with other settings is refused, not silently mixed in.
     with pytest.raises(Exception, match="lr="):
         train("tiny", data, tmp_path / "b", TrainConfig(**{**cfg.to_dict(), "lr": 1e-3}), resume=True)
+    # Checkpoints from before length_grouping existed sorted the whole epoch, and say so.
+    state_file = tmp_path / "b" / "checkpoints" / "step_0000004" / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["config"]["length_grouping"]
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(Exception, match="length_grouping='epoch', not 'batch'"):
+        train("tiny", data, tmp_path / "b", cfg, resume=True)
+    old = train("tiny", data, tmp_path / "b", TrainConfig(**{**cfg.to_dict(), "length_grouping": "epoch"}),
+                resume=True)
+    assert old["start_step"] == 4
 
 
 @pytest.mark.slow

@@ -37,6 +37,7 @@ PREIMPORT = ("typing", "math", "collections", "itertools", "functools", "heapq",
 # Environment variables a worker keeps; everything else (tokens, keys, HOME) is dropped.
 KEEP_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT")
 ENV_MARKER = "MLX_SELFDISTILL_SANDBOX"
+ROOT_PREFIX = "mlxsd-sandbox-"  # then the pool's pid: a root whose process is gone is debris
 STARTUP_TIMEOUT_S = 60.0
 GRACE_S = 5.0  # how long past a job's timeout the pool waits for its worker's reply
 # Jobs queued at each worker: the next one is already in its pipe when a reply goes out,
@@ -47,6 +48,7 @@ QUEUE_DEPTH = 2
 # a large reply the pool is not reading. A small one always fits in the pipe's buffer.
 QUEUE_MAX_BYTES = 16 * 1024
 DEFAULT_OUTPUT_BYTES = 2_000_000
+READ_BYTES = 1 << 20
 
 
 def default_workers() -> int:
@@ -74,6 +76,7 @@ class _Worker:
         # The worker runs them one by one; the first started at `started`.
         self.queue: deque = deque()
         self.started = 0.0
+        self.received = bytearray()  # reply bytes not yet split into lines
 
     def deadline(self, timeout_s: float) -> float:
         return self.started + timeout_s + GRACE_S
@@ -113,7 +116,8 @@ class SandboxPool:
     def start(self) -> "SandboxPool":
         if self.root is not None:
             return self
-        self.root = tempfile.mkdtemp(prefix="mlxsd-sandbox-")
+        remove_stale_roots()
+        self.root = tempfile.mkdtemp(prefix=f"{ROOT_PREFIX}{os.getpid()}-")
         os.chmod(self.root, 0o711)  # sandbox uids may pass through to their box, not list it
         self.marker = os.path.basename(self.root)
         try:
@@ -252,18 +256,26 @@ class SandboxPool:
                 wait = min(w.deadline(self.timeout_s) for w in busy) - time.monotonic()
                 for key, _ in sel.select(max(0.0, wait)):
                     w = key.data
-                    if not w.queue:
+                    # Read the pipe directly: with jobs queued, several replies may arrive at
+                    # once, and a buffered readline would hide all but the first from select.
+                    chunk = os.read(w.proc.stdout.fileno(), READ_BYTES)
+                    if not chunk:  # the worker died
+                        if w.queue:
+                            remaining -= 1
+                            abandon(w, {"reason": "worker_died", "duration_s": time.monotonic() - w.started})
+                        else:
+                            self._replace(sel, w)
                         continue
-                    line = w.proc.stdout.readline()
-                    remaining -= 1
-                    if not line:
-                        abandon(w, {"reason": "worker_died", "duration_s": time.monotonic() - w.started})
-                        continue
-                    try:
-                        reply = json.loads(line)
-                    except ValueError:
-                        reply = {"reason": "worker_error", "error": "unreadable reply"}
-                    finish(w, reply)
+                    w.received += chunk
+                    while w.queue and b"\n" in w.received:
+                        line, _, rest = bytes(w.received).partition(b"\n")
+                        w.received = bytearray(rest)
+                        try:
+                            reply = json.loads(line)
+                        except ValueError:
+                            reply = {"reason": "worker_error", "error": "unreadable reply"}
+                        remaining -= 1
+                        finish(w, reply)
                 now = time.monotonic()
                 for w in list(self.workers):
                     if w.queue and now > w.deadline(self.timeout_s):
@@ -330,3 +342,31 @@ def _remove_root(root: str) -> None:
             except OSError:
                 pass
     shutil.rmtree(root, ignore_errors=True)
+
+
+def remove_stale_roots(base: Optional[str] = None) -> list[str]:
+    """Delete the sandbox roots of pools whose process is gone (a SIGKILL leaves no time to
+    clean up). Only our own, and only when their pid no longer exists. Returns them."""
+    base = base or tempfile.gettempdir()
+    removed = []
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return removed
+    for name in names:
+        pid = name[len(ROOT_PREFIX):].split("-", 1)[0]
+        if not name.startswith(ROOT_PREFIX) or not pid.isdigit():
+            continue
+        path = os.path.join(base, name)
+        try:
+            if os.lstat(path).st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)
+            continue  # alive: its pool may still be running
+        except ProcessLookupError:
+            pass
+        except (OSError, OverflowError):  # not ours to judge (permission), vanished, or no pid
+            continue
+        _remove_root(path)
+        removed.append(path)
+    return removed

@@ -277,7 +277,8 @@ def _check_resumable(saved: dict, config: TrainConfig, data_id: str, where: Path
     if saved.get("data_fingerprint") != data_id:
         raise UserError(f"{where}: this checkpoint was trained on different data; "
                         "use a new --adapter-path or start over without --resume")
-    old = saved.get("config", {})
+    old = dict(saved.get("config", {}))
+    old.setdefault("length_grouping", "epoch")  # checkpoints from before the setting sorted the epoch
     now = config.resume_signature()
     changed = sorted(k for k in set(old) | set(now) if old.get(k) != now.get(k))
     if changed:
