@@ -125,7 +125,7 @@ def main() -> None:
     ap.add_argument("--mix", type=int, default=200)
     ap.add_argument("--workers", type=int, default=None, help="default: one per core")
     ap.add_argument("--timeout", type=float, default=1.0, help="seconds per candidate, both harnesses")
-    ap.add_argument("--rounds", type=int, default=3, help="trivial-set runs per harness, alternated (medians)")
+    ap.add_argument("--rounds", type=int, default=7, help="trivial-set runs per harness, alternated (medians)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     workers = args.workers or default_workers()

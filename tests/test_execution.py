@@ -1,5 +1,6 @@
 """Sandbox grading, encoding, the library entry points and the verify command."""
 
+import ctypes
 import json
 import math
 import os
@@ -238,6 +239,26 @@ def test_roots_left_by_killed_pools_are_removed_and_no_others(tmp_path, pool):
     finally:
         alive.kill()
         alive.wait()
+
+
+@pytest.mark.skipif(not os.uname().sysname == "Linux", reason="prctl is Linux-only")
+def test_the_untyped_prctl_really_sets_the_parent_death_signal():
+    from mlx_selfdistill.execution import protect
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # in a throwaway child: the signal is per process
+        try:
+            ok = protect.die_with_parent(signal.SIGKILL)
+            got = ctypes.c_int(-1)
+            protect.prctl(2, ctypes.addressof(got))  # PR_GET_PDEATHSIG
+            os.write(w, f"{ok} {got.value}".encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    assert os.read(r, 100).decode() == f"True {int(signal.SIGKILL)}"
+    os.close(r)
 
 
 @pytest.mark.skipif(not os.uname().sysname == "Linux", reason="seccomp is Linux-only")

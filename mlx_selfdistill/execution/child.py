@@ -21,7 +21,7 @@ import time
 
 # Siblings on the worker's path (this file runs outside the package); imported here, once
 # in the worker, rather than in every child.
-from protect import apply_limits, die_with_parent, drop_privileges
+from protect import LINUX, apply_limits, die_with_parent, drop_privileges
 from serialize import NotPlain, encode
 
 REPORT_FD = 3
@@ -87,7 +87,10 @@ def enter_sandbox(report_fd: int, box: str, settings: dict, source: str = "") ->
         if settings.get("import_assist"):
             assist_imports(source)
         drop_privileges(settings["uid"])
-    die_with_parent(signal.SIGKILL)  # after the uid change, which clears it
+    # After the uid change, which clears it. Without it a candidate could outlive a killed
+    # worker: fail closed.
+    if not die_with_parent(signal.SIGKILL) and LINUX:
+        raise OSError("could not set the parent-death signal")
     if os.getppid() != worker_pid:
         os._exit(0)
     # HOME and TMPDIR already name the box: the pool starts the worker with them.
