@@ -223,6 +223,7 @@ class SandboxPool:
     def _run(self, jobs: list, on_result) -> list[Verdict]:
         results: list[Optional[Verdict]] = [None] * len(jobs)
         pending = deque(enumerate(jobs))
+        prepared: dict = {}  # position -> (job line, queue entry) of the next job to send
         sel = selectors.DefaultSelector()
         for w in self.workers:
             sel.register(w.proc.stdout, selectors.EVENT_READ, w)
@@ -247,11 +248,13 @@ class SandboxPool:
             while remaining:
                 for w in self.workers:
                     while len(w.queue) < QUEUE_DEPTH and pending:
-                        message = self._message(*pending[0])
-                        if w.queue and len(message[0]) > QUEUE_MAX_BYTES:
+                        position = pending[0][0]
+                        if position not in prepared:  # serialized once, even if it has to wait
+                            prepared[position] = self._message(*pending[0])
+                        if w.queue and len(prepared[position][0]) > QUEUE_MAX_BYTES:
                             break
                         pending.popleft()
-                        self._send(w, *message)
+                        self._send(w, *prepared.pop(position))
                 busy = [w for w in self.workers if w.queue]
                 wait = min(w.deadline(self.timeout_s) for w in busy) - time.monotonic()
                 for key, _ in sel.select(max(0.0, wait)):
@@ -267,9 +270,12 @@ class SandboxPool:
                             self._replace(sel, w)
                         continue
                     w.received += chunk
-                    while w.queue and b"\n" in w.received:
-                        line, _, rest = bytes(w.received).partition(b"\n")
-                        w.received = bytearray(rest)
+                    while w.queue:
+                        end = w.received.find(b"\n")
+                        if end < 0:
+                            break
+                        line = bytes(w.received[:end])
+                        del w.received[:end + 1]
                         try:
                             reply = json.loads(line)
                         except ValueError:

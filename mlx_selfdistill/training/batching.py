@@ -151,9 +151,9 @@ class BatchPlan:
 
     def chunks(self, rows: list[list[int]]) -> list[list[list[int]]]:
         """Rows split into padded chunks: sorted by width, cut where it saves the most."""
-        rows = sorted(rows, key=self.width)
-        bounds = chunk_bounds([self.width(r) for r in rows], self.batch_tokens, CHUNK_OVERHEAD)
-        return [rows[a:b] for a, b in bounds]
+        by_width = sorted(((self.width(r), r) for r in rows), key=lambda wr: wr[0])
+        bounds = chunk_bounds([w for w, _ in by_width], self.batch_tokens, CHUNK_OVERHEAD)
+        return [[r for _, r in by_width[a:b]] for a, b in bounds]
 
 
 def chunk_bounds(widths: list[int], budget: int, overhead: int = CHUNK_OVERHEAD) -> list[tuple[int, int]]:
