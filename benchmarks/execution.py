@@ -1,32 +1,44 @@
-"""Test-execution throughput: this sandbox pool vs a human-eval-style harness, in one run.
+"""Test-execution throughput: this sandbox pool vs human-eval-style harnesses, in one run.
 
-The baseline is written here in the way the common harnesses work (human-eval's
+Two baselines are written here, both the way the common harnesses work (human-eval's
 check_correctness, and evalplus / LiveCodeBench alike): per candidate, a
-multiprocessing.Manager for the result and one multiprocessing.Process that `exec`s the
-candidate followed by its assert script (expected values inside the child), joined with a
-timeout; a thread pool runs one such check per core.
+multiprocessing.Manager for the result and one forked multiprocessing.Process that `exec`s
+the candidate followed by its check (expected values inside the child), joined with a
+timeout; a thread pool runs the checks.
+  human-eval  the child also does what human-eval's unsafe_execute does around the exec
+              (re-implemented here): a temporary directory as cwd, destructive os / shutil /
+              subprocess functions set to None, stdio swallowed, a SIGALRM timer. The
+              target (>= 10x) is measured against this one.
+  minimal     the child only execs: a lower bound on what such a harness costs.
 
-Two candidate sets, identical for both harnesses:
+Two candidate sets, identical for all harnesses:
   trivial  500 correct solutions of small function problems (3 asserts each)
   mix      200 candidates: correct, wrong, raising, and infinite loops (timeouts)
 
     python benchmarks/execution.py                 # workers = cores
-    python benchmarks/execution.py --trivial 200 --mix 100 --timeout 1
+    python benchmarks/execution.py --trivial 200 --mix 100 --timeout 1 --rounds 3
 
 The trivial set runs --rounds times per harness, alternating, and the medians are compared
-(this shared 2-core machine's speed drifts by 10-20 % from minute to minute). The baseline
+(this shared 2-core machine's speed drifts by 10-20 % from minute to minute). Each baseline
 runs at one and at two threads per core, and the faster is the one compared against.
 
-Writes benchmarks/results/execution.json (candidates/sec for both, and the ratio).
+Writes benchmarks/results/execution.json (candidates/sec for all, and the ratios).
 """
 
 from __future__ import annotations
 
 import argparse
+import builtins
+import contextlib
+import faulthandler
+import io
 import multiprocessing
 import os
 import platform
 import random
+import signal
+import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -52,7 +64,9 @@ def make_problem(i: int, rng: random.Random):
     args = [[rng.randint(-50, 50), rng.randint(-50, 50)] for _ in range(3)]
     tests = [{"type": "call", "input": a, "output": fn(*a)} for a in args]
     problem = Problem(id=f"bench/{i}", prompt="", tests=tests, entry_point=name)
-    check = "\n".join(f"assert {name}({a[0]}, {a[1]}) == {fn(*a)}" for a in args)
+    # HumanEval's shape: a check(candidate) function, then check(entry_point)
+    check = "def check(candidate):\n" + "".join(
+        f"    assert candidate({a[0]}, {a[1]}) == {fn(*a)}\n" for a in args) + f"check({name})"
     codes = {
         "correct": f"def {name}(a, b):\n    {good}\n",
         "wrong": f"def {name}(a, b):\n    {bad}\n",
@@ -77,21 +91,110 @@ def candidate_sets(n_trivial: int, n_mix: int, seed: int = 0):
     return trivial, mix
 
 
-# -- the baseline: human-eval style ----------------------------------------------------------------
+# -- the baselines: human-eval style -----------------------------------------------------------------
+# Both run each candidate in its own multiprocessing.Process (forked), with a Manager list for
+# the result, as human-eval's check_correctness does. The "human-eval" child also does what
+# human-eval's unsafe_execute does around the exec (re-implemented here): a temporary
+# directory as cwd, the destructive os / shutil / subprocess functions set to None, stdio
+# swallowed by a write-only buffer, a SIGALRM timer. The "minimal" child only execs.
 
-def _unsafe_execute(program: str, results) -> None:
+class _Timeout(Exception):
+    pass
+
+
+class _WriteOnlyBuffer(io.StringIO):
+    def read(self, *args, **kwargs):
+        raise OSError("write-only")
+
+    readline = readlines = read
+
+    def readable(self, *args, **kwargs):
+        return False
+
+
+# What human-eval's reliability_guard() disables (it is called there without a memory limit).
+_DISABLED_OS = ("kill", "system", "putenv", "remove", "removedirs", "rmdir", "fchdir", "setuid", "fork",
+                "forkpty", "killpg", "rename", "renames", "truncate", "replace", "unlink", "fchmod", "fchown",
+                "chmod", "chown", "chroot", "lchflags", "lchmod", "lchown", "getcwd", "chdir")
+_BLOCKED_MODULES = ("ipdb", "joblib", "resource", "psutil", "tkinter")
+
+
+def _disable_destructive_functions() -> None:
+    import shutil
+    import subprocess
+
+    faulthandler.disable()
+    builtins.exit = builtins.quit = builtins.help = None
+    os.environ["OMP_NUM_THREADS"] = "1"
+    for name in _DISABLED_OS:
+        setattr(os, name, None)
+    shutil.rmtree = shutil.move = shutil.chown = None
+    subprocess.Popen = None
+    for name in _BLOCKED_MODULES:
+        sys.modules[name] = None
+
+
+@contextlib.contextmanager
+def _swallowed_stdio():
+    buffer = _WriteOnlyBuffer()
+    saved = sys.stdin, sys.stdout, sys.stderr
+    sys.stdin = sys.stdout = sys.stderr = buffer
+    try:
+        yield
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved
+
+
+@contextlib.contextmanager
+def _alarm(seconds: float):
+    def on_alarm(signum, frame):
+        raise _Timeout()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _humaneval_execute(program: str, timeout: float, results) -> None:
+    import shutil
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = os.getcwd()
+        os.chdir(tmp)
+        keep = shutil.rmtree, os.rmdir, os.chdir  # the cleanup needs them back
+        _disable_destructive_functions()
+        try:
+            with _swallowed_stdio(), _alarm(timeout):
+                exec(program, {})
+            results.append("passed")
+        except _Timeout:
+            results.append("timed out")
+        except BaseException as exc:  # noqa: BLE001 (the harness records whatever happened)
+            results.append(f"failed: {exc}")
+        shutil.rmtree, os.rmdir, os.chdir = keep
+        os.chdir(cwd)
+
+
+def _minimal_execute(program: str, timeout: float, results) -> None:
     try:
         exec(program, {})
         results.append("passed")
-    except BaseException as exc:  # noqa: BLE001 (the harness records whatever happened)
+    except BaseException as exc:  # noqa: BLE001
         results.append(f"failed: {type(exc).__name__}")
 
 
-def check_correctness(program: str, timeout: float) -> bool:
+BASELINES = {"human-eval": _humaneval_execute, "minimal": _minimal_execute}
+
+
+def check_correctness(execute, program: str, timeout: float) -> bool:
     manager = multiprocessing.Manager()
     try:
         results = manager.list()
-        p = multiprocessing.Process(target=_unsafe_execute, args=(program, results))
+        p = multiprocessing.Process(target=execute, args=(program, timeout, results))
         p.start()
         p.join(timeout=timeout + 1)
         if p.is_alive():
@@ -102,10 +205,11 @@ def check_correctness(program: str, timeout: float) -> bool:
         manager.shutdown()
 
 
-def run_baseline(cands, workers: int, timeout: float) -> tuple[float, list[bool]]:
+def run_baseline(cands, workers: int, timeout: float, kind: str = "human-eval") -> tuple[float, list[bool]]:
+    execute = BASELINES[kind]
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=workers) as ex:
-        passed = list(ex.map(lambda c: check_correctness(c[2] + "\n" + c[1] + "\n", timeout), cands))
+        passed = list(ex.map(lambda c: check_correctness(execute, c[2] + "\n" + c[1] + "\n", timeout), cands))
     return time.perf_counter() - t0, passed
 
 
@@ -131,69 +235,75 @@ def main() -> None:
     workers = args.workers or default_workers()
     trivial, mix = candidate_sets(args.trivial, args.mix)
     expected_mix = [kind == "correct" for *_, kind in mix]
-    # The baseline at one thread per core and at two: it waits on its Manager process a lot,
-    # so more threads can help it; the faster of the two is the one compared against.
+    # Each baseline at one thread per core and at two: it waits on its Manager process a
+    # lot, so more threads can help it; the faster of the two is the one compared against.
     thread_counts = sorted({workers, 2 * workers})
 
     t0 = time.perf_counter()
     pool = SandboxPool(workers=workers, timeout_s=args.timeout, memory_mb=1024).start()
     startup = time.perf_counter() - t0
-    pool_runs, base_runs = [], {n: [] for n in thread_counts}
+    pool_runs = []
+    base_runs = {(kind, n): [] for kind in BASELINES for n in thread_counts}
     try:
         run_pool(pool, trivial[:20])  # warm-up (page cache, first forks)
-        # Rounds alternate the harnesses, so a slow spell of this shared machine hits both.
+        # Rounds alternate the harnesses, so a slow spell of this shared machine hits all.
         for _ in range(args.rounds):
             seconds, passed = run_pool(pool, trivial)
             pool_runs.append((seconds, all(passed)))
-            for n in thread_counts:
-                seconds, passed = run_baseline(trivial, n, args.timeout)
-                base_runs[n].append((seconds, all(passed)))
+            for kind, n in base_runs:
+                seconds, passed = run_baseline(trivial, n, args.timeout, kind)
+                base_runs[kind, n].append((seconds, all(passed)))
         pool_mix_s, pool_mix = run_pool(pool, mix)
         protections = pool.protections
     finally:
         pool.close()
-    best_threads = min(thread_counts, key=lambda n: median([s for s, _ in base_runs[n]]))
-    base_mix_s, base_mix = run_baseline(mix, best_threads, args.timeout)
     pool_trivial_s = median([s for s, _ in pool_runs])
-    base_trivial_s = median([s for s, _ in base_runs[best_threads]])
+
+    baselines = {}
+    for kind in BASELINES:
+        threads = min(thread_counts, key=lambda n: median([s for s, _ in base_runs[kind, n]]))
+        trivial_s = median([s for s, _ in base_runs[kind, threads]])
+        mix_s, passed = run_baseline(mix, threads, args.timeout, kind)
+        baselines[kind] = {
+            "threads": threads,
+            "trivial": block(len(trivial), trivial_s), "trivial_ratio": round(trivial_s / pool_trivial_s, 2),
+            "mix": block(len(mix), mix_s), "mix_ratio": round(mix_s / pool_mix_s, 2),
+            "mix_agree_with_label": sum(a == b for a, b in zip(passed, expected_mix)) / len(mix),
+            "mix_pool_agrees": sum(a == b for a, b in zip(pool_mix, passed)) / len(mix),
+        }
+    main_ratio = baselines["human-eval"]["trivial_ratio"]
 
     result = {
         "benchmark": "execution",
         "machine": platform.machine(), "platform": platform.platform(), "python": platform.python_version(),
         "cores": os.cpu_count(), "workers": workers, "timeout_s": args.timeout, "rounds": args.rounds,
         "pool_startup_s": round(startup, 3), "protections": protections,
-        "baseline": "human-eval style: multiprocessing.Manager + Process per candidate, exec in child, "
-                    f"{best_threads} threads (the faster of {thread_counts})",
-        "trivial": {
-            "pool": block(len(trivial), pool_trivial_s), "baseline": block(len(trivial), base_trivial_s),
-            "ratio": round(base_trivial_s / pool_trivial_s, 2),
-            "per_round": {
-                "pool_per_s": [round(len(trivial) / s, 1) for s, _ in pool_runs],
-                **{f"baseline_{n}_threads_per_s": [round(len(trivial) / s, 1) for s, _ in base_runs[n]]
-                   for n in thread_counts},
-            },
-            "pool_with_startup_per_s": round(len(trivial) / (pool_trivial_s + startup), 1),
-            "all_passed": {"pool": all(ok for _, ok in pool_runs),
-                           "baseline": all(ok for runs in base_runs.values() for _, ok in runs)},
+        "baseline_kinds": {
+            "human-eval": "human-eval's check_correctness re-implemented: Manager + Process per candidate; in the "
+                          "child a temp dir, destructive functions disabled, stdio swallowed, SIGALRM, exec",
+            "minimal": "Manager + Process per candidate, only exec in the child",
         },
-        "mix": {
-            "composition": {k: sum(1 for *_, kind in mix if kind == k) for k in ("correct", "wrong", "raises", "loops")},
-            "pool": block(len(mix), pool_mix_s), "baseline": block(len(mix), base_mix_s),
-            "ratio": round(base_mix_s / pool_mix_s, 2),
-            # share of pass/no-pass decisions equal to the label (a "wrong" body can pass its 3 tests)
-            "agree_with_label": {"pool": sum(a == b for a, b in zip(pool_mix, expected_mix)) / len(mix),
-                                 "baseline": sum(a == b for a, b in zip(base_mix, expected_mix)) / len(mix)},
-            "pool_agrees_with_baseline": sum(a == b for a, b in zip(pool_mix, base_mix)) / len(mix),
+        "pool": {"trivial": block(len(trivial), pool_trivial_s), "mix": block(len(mix), pool_mix_s),
+                 "mix_agree_with_label": sum(a == b for a, b in zip(pool_mix, expected_mix)) / len(mix),
+                 "trivial_with_startup_per_s": round(len(trivial) / (pool_trivial_s + startup), 1)},
+        "baselines": baselines,
+        "trivial_per_round_per_s": {
+            "pool": [round(len(trivial) / s, 1) for s, _ in pool_runs],
+            **{f"{kind}_{n}_threads": [round(len(trivial) / s, 1) for s, _ in runs]
+               for (kind, n), runs in base_runs.items()},
         },
-        "targets": {"ratio_trivial_>=10x": base_trivial_s / pool_trivial_s >= 10,
+        "all_trivial_passed": {"pool": all(ok for _, ok in pool_runs),
+                               "baselines": all(ok for runs in base_runs.values() for _, ok in runs)},
+        "mix_composition": {k: sum(1 for *_, kind in mix if kind == k) for k in ("correct", "wrong", "raises", "loops")},
+        "targets": {"ratio_trivial_vs_human-eval_>=10x": main_ratio >= 10,
                     "pool_trivial_>=200_per_s": len(trivial) / pool_trivial_s >= 200},
     }
     write_json_atomic(args.out, result)
-    t, m = result["trivial"], result["mix"]
-    print(f"trivial: pool {t['pool']['candidates_per_s']}/s, baseline {t['baseline']['candidates_per_s']}/s, "
-          f"ratio {t['ratio']}x")
-    print(f"mix:     pool {m['pool']['candidates_per_s']}/s, baseline {m['baseline']['candidates_per_s']}/s, "
-          f"ratio {m['ratio']}x")
+    print(f"pool:     trivial {result['pool']['trivial']['candidates_per_s']}/s, "
+          f"mix {result['pool']['mix']['candidates_per_s']}/s")
+    for kind, b in baselines.items():
+        print(f"{kind + ':':<10}trivial {b['trivial']['candidates_per_s']}/s ({b['trivial_ratio']}x slower), "
+              f"mix {b['mix']['candidates_per_s']}/s ({b['mix_ratio']}x), {b['threads']} threads")
     print(f"wrote {args.out}")
 
 

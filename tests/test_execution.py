@@ -18,7 +18,7 @@ from mlx_selfdistill.errors import UserError
 from mlx_selfdistill.execution import SandboxPool, verify_file, verify_samples
 from mlx_selfdistill.execution.grading import normalise_lines, plan_tests, stdout_equal, values_equal
 from mlx_selfdistill.execution.pool import remove_stale_roots
-from mlx_selfdistill.execution.serialize import NotPlain, decode, encode
+from mlx_selfdistill.execution.serialize import NotPlain, decode, to_json
 from mlx_selfdistill.jsonl import read_jsonl
 from mlx_selfdistill.records import Problem, Sample, Verdict
 
@@ -50,18 +50,23 @@ def pool():
 # -- encoding and comparison (pure) --------------------------------------------------------------
 
 def test_encode_roundtrips_plain_values_exactly():
-    value = [1, -2**80, 2.5, float("inf"), None, True, "x", (1, [2]), {"a": 1, 3: (4,)}, []]
-    back = decode(json.loads(json.dumps(encode(value))))
+    value = [1, -2**80, 2.5, -0.0, float("inf"), None, True, False, 0, "x", 'q"\\\n\x00é\ud800😀',
+             (1, [2]), {"a": 1, 3: (4,), (5, "b"): {}}, [], (), 2**53, -(2**53) + 1, 1e300]
+    text = to_json(value)
+    assert text.isascii()
+    back = decode(json.loads(text))
     assert back == value
-    assert type(back[7]) is tuple and type(back[8][3]) is tuple and math.isinf(back[3])
-    assert math.isnan(decode(encode(float("nan"))))
+    assert [type(x) for x in back] == [type(x) for x in value]  # True stays a bool, tuples stay tuples
+    assert type(back[11]) is tuple and type(back[12][3]) is tuple and math.isinf(back[4])
+    assert math.copysign(1, back[3]) == -1
+    assert math.isnan(decode(json.loads(to_json(float("nan")))))
 
 
 @pytest.mark.parametrize("value", [type("I", (int,), {})(3), [type("S", (str,), {})("a")], {1, 2}, object(),
                                    b"bytes"])
 def test_encode_rejects_anything_not_exactly_plain(value):
     with pytest.raises(NotPlain):
-        encode(value)
+        to_json(value)
 
 
 def test_encode_caps_depth_and_size():
@@ -69,9 +74,11 @@ def test_encode_caps_depth_and_size():
     for _ in range(100):
         deep = [deep]
     with pytest.raises(NotPlain):
-        encode(deep)
+        to_json(deep)
     with pytest.raises(NotPlain):
-        encode([0] * 10, max_items=5)
+        to_json([0] * 10, max_items=5)
+    with pytest.raises(NotPlain):
+        to_json({1: [0] * 4, 2: 0}, max_items=5)
 
 
 @pytest.mark.parametrize("bad", [{"$int": 5}, {"$tuple": 1}, {"$dict": [[[1], 2]]}, {"x": 1}, {"$float": "1e5"}])
@@ -158,6 +165,50 @@ def test_returned_tuples_and_truthy_asserts(pool):
     assert pool.judge(truthy, "def is_even(n):\n    return 1\n").status == "fail"
     pair = Problem(id="pair", prompt="", entry_point="f", tests=[{"type": "call", "input": [], "output": [1, 2]}])
     assert pool.judge(pair, "def f():\n    return (1, 2)\n").status == "fail"  # (1, 2) != [1, 2] in Python
+
+
+def test_candidates_compile_as_plain_python_whatever_their_size(pool):
+    # The sandbox's own `from __future__ import annotations` must not leak into candidates:
+    # in plain Python this annotation is evaluated, so the definition fails.
+    v = pool.judge(ADD, "def add(a: Undefined, b):\n    return a + b\n")
+    assert v.status == "error" and "NameError" in v.detail
+    assert pool.judge(ADD, "from __future__ import annotations\ndef add(a: Undefined, b):\n    return a + b\n"
+                      ).status == "pass"
+    # Sources past the worker's pre-compile size are compiled in the child, same verdicts.
+    big = "#" + "x" * 150_000 + "\n"
+    assert pool.judge(ADD, big + "def add(a, b):\n    return a + b\n").status == "pass"
+    v = pool.judge(ADD, big + "def add(a, b)\n    return a + b\n")
+    assert v.status == "error" and "SyntaxError" in v.detail
+    v = pool.judge(ADD, big + "def add(a: Undefined, b):\n    return a + b\n")
+    assert v.status == "error" and "NameError" in v.detail
+
+
+def test_each_child_runs_under_its_limits_and_cannot_raise_them(pool):
+    # CORE, NOFILE, FSIZE and AS are held by the worker and inherited; CPU and NPROC are set
+    # in the child. Each must read soft == hard at the configured value, and raising fails.
+    linux = os.uname().sysname == "Linux"
+    expected = {"RLIMIT_CORE": [0, 0], "RLIMIT_CPU": [4, 4],  # the 2 s timeout + 2
+                "RLIMIT_FSIZE": [2_000_000] * 2, "RLIMIT_NOFILE": [128, 128], "raised": False}
+    if linux:
+        expected["RLIMIT_AS"] = [512 * 1024 * 1024] * 2
+    code = textwrap.dedent("""
+        import resource
+        def limits(names):
+            out = {n: list(resource.getrlimit(getattr(resource, n))) for n in names}
+            soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+            try:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard * 2))
+                out["raised"] = True
+            except (ValueError, OSError):
+                out["raised"] = False
+            nproc = resource.getrlimit(resource.RLIMIT_NPROC)
+            return [out, nproc[0] == nproc[1] and nproc[0] < 100_000]
+    """)
+    names = [n for n in expected if n != "raised"]
+    probe = Problem(id="p/limits", prompt="", entry_point="limits",
+                    tests=[{"type": "call", "input": [names], "output": [expected, linux]}])
+    v = pool.judge(probe, code)
+    assert v.status == "pass", v.detail
 
 
 def test_judge_many_keeps_order_and_reports_each(pool):

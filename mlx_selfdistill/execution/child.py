@@ -22,10 +22,11 @@ import time
 # Siblings on the worker's path (this file runs outside the package); imported here, once
 # in the worker, rather than in every child.
 from protect import LINUX, apply_limits, die_with_parent, drop_privileges
-from serialize import NotPlain, encode
+from serialize import NotPlain, to_json
 
 REPORT_FD = 3
-DONE_LINE = b'{"done": true}\n'
+DONE_TEXT = '{"done": true}'
+DONE_LINE = (DONE_TEXT + "\n").encode()
 MEMORY_EXIT = 86  # a stdio grandchild's exit code for MemoryError
 FILE_LIMIT_EXIT = 87  # ... for writing past the file size limit (Python ignores SIGXFSZ: EFBIG)
 
@@ -102,9 +103,13 @@ FLUSH_EVERY_S = 0.05  # results reach the parent at least this often (a timeout 
 
 
 def report(obj: dict, *, flush: bool = False) -> None:
-    """Queue one report line; write the queue when asked or every FLUSH_EVERY_S. Batching
-    saves the parent a wake-up per test on fast candidates."""
-    _pending.append(json.dumps(obj, ensure_ascii=True) + "\n")
+    report_line(json.dumps(obj, ensure_ascii=True), flush=flush)
+
+
+def report_line(text: str, *, flush: bool = False) -> None:
+    """Queue one report line (ASCII JSON); write the queue when asked or every FLUSH_EVERY_S.
+    Batching saves the parent a wake-up per test on fast candidates."""
+    _pending.append(text + "\n")
     now = time.monotonic()
     if flush or now - _last_flush[0] >= FLUSH_EVERY_S:
         data = "".join(_pending).encode("ascii")
@@ -153,7 +158,7 @@ def run(job: dict, report_fd: int, box: str, settings: dict) -> None:
     try:
         _last_flush[0] = time.monotonic()
         _run_tests(job, settings)
-        report({"done": True}, flush=True)
+        report_line(DONE_TEXT, flush=True)
         os._exit(0)
     except BaseException as exc:
         try:
@@ -164,11 +169,14 @@ def run(job: dict, report_fd: int, box: str, settings: dict) -> None:
 
 def _run_tests(job: dict, settings: dict) -> None:
     tests = job["tests"]
-    try:
-        code = compile(job["code"], "<candidate>", "exec")
-    except BaseException as exc:  # SyntaxError, null bytes, unencodable (lone surrogate) source
-        report({"load_error": describe(exc), "kind": kind_of(exc)})
-        return
+    code = settings.get("compiled")  # compiled by the worker before the fork, when it could
+    if code is None:
+        try:
+            # dont_inherit: not this file's `from __future__ import annotations`
+            code = compile(job["code"], "<candidate>", "exec", dont_inherit=True)
+        except BaseException as exc:  # SyntaxError, null bytes, unencodable (lone surrogate) source
+            report({"load_error": describe(exc), "kind": kind_of(exc)})
+            return
     for i, t in enumerate(tests):  # stdio first: each run starts from a clean fork
         if t["kind"] == "stdio":
             report(_run_stdio(i, code, t["stdin"], settings["output_bytes"]))
@@ -188,12 +196,12 @@ def _run_tests(job: dict, settings: dict) -> None:
                 report({"i": i, "error": why, "kind": "exception"})
                 continue
             try:
-                value = fn()(*json.loads(t["args_json"]))
+                value = fn()(*t["args"])
             except BaseException as exc:
                 report({"i": i, "error": describe(exc), "kind": kind_of(exc)})
                 continue
             try:
-                report({"i": i, "value": encode(value)})
+                report_line('{"i": %d, "value": %s}' % (i, to_json(value)))
             except NotPlain as exc:
                 report({"i": i, "error": str(exc), "kind": "not_plain"})
             except BaseException as exc:
@@ -203,7 +211,7 @@ def _run_tests(job: dict, settings: dict) -> None:
             try:
                 if fn is not None:
                     scope["candidate"] = fn()
-                exec(compile(t["code"], "<tests>", "exec"), scope)
+                exec(compile(t["code"], "<tests>", "exec", dont_inherit=True), scope)
                 report({"i": i, "assert": True})
             except AssertionError as exc:
                 report({"i": i, "error": describe(exc), "kind": "assert"})

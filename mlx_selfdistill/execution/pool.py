@@ -141,7 +141,7 @@ class SandboxPool:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 cwd=wdir, env=scrubbed_env(box, self.marker), close_fds=True,
                                 start_new_session=True)
-        config = dict(self.config, box=box)
+        config = dict(self.config, box=box, memory_mb=self.memory_mb, output_bytes=self.output_bytes)
         proc.stdin.write((json.dumps(config) + "\n").encode())
         proc.stdin.flush()
         return proc
@@ -191,12 +191,18 @@ class SandboxPool:
         self.close()
 
     # -- judging -------------------------------------------------------------------------------
-    def plan(self, problem: Problem) -> Plan:
+    def _plan(self, problem: Problem) -> tuple[Plan, str]:
+        """The problem's test plan, and its part of every job line (serialized once)."""
         key = (problem.id, id(problem))
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = self._plans[key] = plan_tests(problem)
-        return plan
+        cached = self._plans.get(key)
+        if cached is None:
+            plan = plan_tests(problem)
+            fields = json.dumps({
+                "tests": plan.child_tests, "entry_point": plan.entry_point, "class_name": plan.class_name,
+                "timeout_s": self.timeout_s, "memory_mb": self.memory_mb, "output_bytes": self.output_bytes,
+            }, ensure_ascii=True)
+            cached = self._plans[key] = (plan, fields[1:])  # without its "{": it ends a job line
+        return cached
 
     def judge(self, problem: Problem, code: str, sample_index: int = 0) -> Verdict:
         return self.judge_many([(problem, code, sample_index)])[0]
@@ -294,11 +300,9 @@ class SandboxPool:
     def _message(self, position: int, job: tuple) -> tuple[bytes, tuple]:
         """(the job line for a worker, its queue entry)."""
         problem, code, index = job
-        plan = self.plan(problem)
-        message = {"id": position, "code": code, "tests": plan.child_tests, "entry_point": plan.entry_point,
-                   "class_name": plan.class_name, "timeout_s": self.timeout_s, "memory_mb": self.memory_mb,
-                   "output_bytes": self.output_bytes}
-        return (json.dumps(message, ensure_ascii=True) + "\n").encode("ascii"), (position, plan, problem.id, index)
+        plan, fields = self._plan(problem)
+        line = '{"id": %d, "code": %s, %s\n' % (position, json.dumps(code, ensure_ascii=True), fields)
+        return line.encode("ascii"), (position, plan, problem.id, index)
 
     def _send(self, w: _Worker, data: bytes, entry: tuple) -> None:
         if not w.queue:

@@ -215,18 +215,21 @@ def count_user_processes(uid: int) -> int:
     return n
 
 
-def limit_plan(*, cpu_s: int, memory_mb: int | None, file_bytes: int, nofile: int,
-               nproc: int | None) -> list[tuple[int, int]]:
-    """(resource, value) pairs for a child, each capped at our hard limit (the child inherits
-    it). Worked out in the worker, so a forked child only makes the setrlimit calls."""
-    wanted = [(resource.RLIMIT_CORE, 0), (resource.RLIMIT_CPU, cpu_s), (resource.RLIMIT_FSIZE, file_bytes),
+def limit_plan(*, core: int | None = None, cpu_s: int | None = None, memory_mb: int | None = None,
+               file_bytes: int | None = None, nofile: int | None = None,
+               nproc: int | None = None) -> list[tuple[int, int]]:
+    """(resource, value) pairs for the limits given (None: left as inherited), each capped at
+    our hard limit. Worked out in the worker, so a forked child only makes the setrlimit calls."""
+    wanted = [(resource.RLIMIT_CORE, core), (resource.RLIMIT_CPU, cpu_s), (resource.RLIMIT_FSIZE, file_bytes),
               (resource.RLIMIT_NOFILE, nofile)]
-    if memory_mb and LINUX:  # macOS ignores RLIMIT_AS: the worker watches RSS there instead
-        wanted.append((resource.RLIMIT_AS, memory_mb * 1024 * 1024))
-    if nproc is not None and hasattr(resource, "RLIMIT_NPROC"):
+    if LINUX:  # macOS ignores RLIMIT_AS: the worker watches RSS there instead
+        wanted.append((resource.RLIMIT_AS, memory_mb * 1024 * 1024 if memory_mb else None))
+    if hasattr(resource, "RLIMIT_NPROC"):
         wanted.append((resource.RLIMIT_NPROC, nproc))
     plan = []
     for which, value in wanted:
+        if value is None:
+            continue
         try:
             hard = resource.getrlimit(which)[1]
         except (ValueError, OSError):

@@ -12,6 +12,7 @@ Stdlib only: the sandbox worker imports this file directly, without the package.
 from __future__ import annotations
 
 import math
+from json.encoder import encode_basestring_ascii as _quote  # C: no Python frames
 
 MAX_DEPTH = 64
 MAX_ITEMS = 200_000  # containers' elements in one value, all levels together
@@ -24,29 +25,38 @@ class NotPlain(Exception):
 _SMALL_INT = 1 << 53  # JSON numbers round-trip exactly below this; bigger ints go as hex
 
 
-def encode(value, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS):
-    """A JSON-able form of a plain value; raises NotPlain naming the first offending type."""
+def to_json(value, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS) -> str:
+    """The ASCII JSON text of a plain value (tagged where JSON cannot say it); raises
+    NotPlain naming the first offending type.
+
+    Written out here rather than built and passed to json.dumps: this runs in each forked
+    child, where every Python function run for the first time dirties pages of the worker
+    (CPython 3.11 specialises bytecode in place), and json.dumps runs several."""
     budget = [max_items]
 
     def enc(v, depth):
         if depth > max_depth:
             raise NotPlain(f"nested deeper than {max_depth}")
         t = type(v)  # exact type: subclasses are not plain
-        if v is None or t is bool or t is str:
-            return v
+        if t is str:
+            return _quote(v)
         if t is int:
-            return v if -_SMALL_INT < v < _SMALL_INT else {"$int": format(v, "x")}
+            return int.__repr__(v) if -_SMALL_INT < v < _SMALL_INT else '{"$int": "%s"}' % format(v, "x")
         if t is float:
-            return v if math.isfinite(v) else {"$float": repr(v)}
+            return float.__repr__(v) if math.isfinite(v) else '{"$float": "%s"}' % float.__repr__(v)
+        if v is None:
+            return "null"
+        if t is bool:
+            return "true" if v else "false"
         if t is list or t is tuple or t is dict:
             budget[0] -= len(v)
             if budget[0] < 0:
                 raise NotPlain(f"more than {max_items} elements")
-            if t is list:
-                return [enc(x, depth + 1) for x in v]
-            if t is tuple:
-                return {"$tuple": [enc(x, depth + 1) for x in v]}
-            return {"$dict": [[enc(k, depth + 1), enc(x, depth + 1)] for k, x in v.items()]}
+            if t is dict:
+                return '{"$dict": [%s]}' % ", ".join(
+                    "[%s, %s]" % (enc(k, depth + 1), enc(x, depth + 1)) for k, x in v.items())
+            items = "[%s]" % ", ".join([enc(x, depth + 1) for x in v])
+            return items if t is list else '{"$tuple": %s}' % items
         raise NotPlain(f"returned a non-plain value of type {_type_name(t)}")
 
     return enc(value, 0)
@@ -61,7 +71,7 @@ def _type_name(t) -> str:
 
 
 def decode(obj, *, max_depth: int = MAX_DEPTH):
-    """Rebuild the value from encode()'s output, checking every node (the input is untrusted)."""
+    """Rebuild the value from to_json()'s output (after json.loads), checking every node (the input is untrusted)."""
 
     def dec(v, depth):
         if depth > max_depth:
