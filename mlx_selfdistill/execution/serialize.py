@@ -30,8 +30,8 @@ def to_json(value, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS) ->
     NotPlain naming the first offending type.
 
     Written out here rather than built and passed to json.dumps: this runs in each forked
-    child, where every Python function run for the first time dirties pages of the worker
-    (CPython 3.11 specialises bytecode in place), and json.dumps runs several."""
+    child, where every page written is a copy-on-write fault, and three small json.dumps
+    calls cost a child about 40 of them."""
     budget = [max_items]
 
     def enc(v, depth):
