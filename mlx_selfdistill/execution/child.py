@@ -146,6 +146,12 @@ def kind_of(exc: BaseException) -> str:
     return "exception"
 
 
+def compile_candidate(source: str):
+    """The candidate's code object, as plain Python compiles it: dont_inherit keeps this
+    file's `from __future__ import annotations` out of it. (The worker calls this too.)"""
+    return compile(source, "<candidate>", "exec", dont_inherit=True)
+
+
 def run(job: dict, report_fd: int, box: str, settings: dict) -> None:
     """The child's whole life; always ends in os._exit."""
     try:
@@ -172,8 +178,7 @@ def _run_tests(job: dict, settings: dict) -> None:
     code = settings.get("compiled")  # compiled by the worker before the fork, when it could
     if code is None:
         try:
-            # dont_inherit: not this file's `from __future__ import annotations`
-            code = compile(job["code"], "<candidate>", "exec", dont_inherit=True)
+            code = compile_candidate(job["code"])
         except BaseException as exc:  # SyntaxError, null bytes, unencodable (lone surrogate) source
             report({"load_error": describe(exc), "kind": kind_of(exc)})
             return

@@ -212,14 +212,7 @@ class Worker:
                 if got:
                     status, reason = st, "exited"
                     if pipe_open:  # what the child wrote before dying
-                        while len(data) <= report_cap:
-                            try:
-                                chunk = os.read(r, 1 << 16)
-                            except BlockingIOError:
-                                break
-                            if not chunk:
-                                break
-                            data += chunk
+                        data += drain(r, report_cap + 1 - len(data))
             if reason is None and self.rss_watch and limit and self.memory_of(pid) > limit:
                 reason = "memory"
             wait_ms = min(wait_ms * 2, 20.0)
@@ -296,9 +289,24 @@ def precompile(source):
     if type(source) is not str or len(source) > PRECOMPILE_MAX_CHARS:
         return None
     try:
-        return compile(source, "<candidate>", "exec", dont_inherit=True)
+        return child.compile_candidate(source)
     except Exception:
         return None
+
+
+def drain(fd: int, room: int) -> bytes:
+    """What the non-blocking pipe holds now, until end of file or about `room` bytes."""
+    chunks = []
+    while room > 0:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+        room -= len(chunk)
+    return b"".join(chunks)
 
 
 def remove_tree(path: str) -> None:
