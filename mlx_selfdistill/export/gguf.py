@@ -14,6 +14,7 @@ target and is renamed into place, so a killed export never leaves a file that lo
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -41,8 +42,8 @@ def export_gguf(model_spec, out_path, *, adapter=None, out_type: str = "f16", na
     if out.is_dir():
         raise UserError(f"{out}: is a directory; --gguf takes a file name like model.gguf")
     folder = model_folder(model_spec)
-    model, config, fused = load_float_model(folder, adapter)
-    spec = arch_spec(config)
+    spec = arch_spec(_read_config(folder))  # before loading: an unsupported model fails fast
+    model, fused = load_float_model(folder, adapter)
 
     from mlx.utils import tree_flatten
 
@@ -104,8 +105,15 @@ def model_folder(model_spec) -> Path:
                         "download it first (or pass its folder)") from exc
 
 
-def load_float_model(folder: Path, adapter) -> tuple[object, dict, int]:
-    """(model with any adapter folded in and any MLX quantization undone, config, fused count)."""
+def _read_config(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{folder / 'config.json'}: unreadable ({exc.__class__.__name__})") from exc
+
+
+def load_float_model(folder: Path, adapter) -> tuple[object, int]:
+    """(model with any adapter folded in and any MLX quantization undone, fused layer count)."""
     from mlx_lm.utils import dequantize_model, load
 
     from ..models import check_adapter
@@ -121,7 +129,7 @@ def load_float_model(folder: Path, adapter) -> tuple[object, dict, int]:
     fused = fuse_in_memory(model, dequantize=True)
     if config.get("quantization"):
         model = dequantize_model(model)
-    return model, config, fused
+    return model, fused
 
 
 def _as_float32(value) -> np.ndarray:
