@@ -247,3 +247,21 @@ def test_cli_exports_and_fails_in_one_line(tmp_path):
     assert bad.returncode != 0
     errors = [line for line in bad.stderr.splitlines() if line.strip()]
     assert errors == ["error: --type 'q3': choose one of f16, q8_0, bf16, f32"]
+
+
+def test_an_mlx_quantized_model_is_exported_dequantized(tmp_path):
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from mlx_lm import load
+    from mlx_lm.utils import dequantize_model, quantize_model, save
+
+    model, tok, config = load(str(DEFAULT_MODEL), return_config=True)
+    model, config = quantize_model(model, config, group_size=32, bits=4)
+    save(tmp_path / "q4", str(DEFAULT_MODEL), model, tok, config, donate_model=False)
+    expected = dict(tree_flatten(dequantize_model(load(str(tmp_path / "q4"))[0]).parameters()))
+    out = tmp_path / "m.gguf"
+    export_gguf(tmp_path / "q4", out, out_type="f32")
+    t = tensors(gguf.GGUFReader(out))
+    assert not any("scales" in name for name in t)
+    got = read_back(t["blk.2.ffn_up.weight"])
+    assert np.array_equal(got, np.array(expected["model.layers.2.mlp.up_proj.weight"].astype(mx.float32)))

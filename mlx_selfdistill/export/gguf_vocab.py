@@ -35,6 +35,10 @@ def add_tokenizer(writer: gguf.GGUFWriter, folder: Path, n_vocab: int) -> dict:
     if not special.merges:
         raise UserError(f"{folder / 'tokenizer.json'}: no BPE merges; the exported tokenizer would not work")
     special.add_to_gguf(writer, quiet=True)
+    if "bos" not in special.add_special_token:
+        # Byte-level BPE tokenizers add no BOS unless their files say so; llama.cpp's default
+        # depends on its version, so say it.
+        writer.add_add_bos_token(False)
     return {"pre_tokenizer": pre, "tokens": len(tokens), "merges": len(special.merges),
             "special_ids": dict(special.special_token_ids),
             "chat_template": special.chat_template is not None}
