@@ -140,6 +140,10 @@ def test_profile_is_deny_by_default_with_no_network_and_no_blanket_allow(tmp_pat
         # Every allow is narrowed by a filter, except fork (which stays in the sandbox).
         assert filters_of(rule) or ops_of(rule) == ["process-fork"], rule
     assert not allowed(profile, "network-outbound", "/private/var/run/mDNSResponder")
+    # No hard links or clones (separate operations, not file-write*): a link from the temp
+    # dir to a file outside would let writes through the link's allowed name.
+    for op in ("file-link", "file-clone", "mach-lookup", "ipc-posix-shm-read-data", "iokit-open"):
+        assert not any(op_matches(o, op) for r in forms[2:] for o in ops_of(r)), op
     assert ["allow", "signal", ["target", "same-sandbox"]] in forms
     assert ["allow", "process-info*", ["target", "same-sandbox"]] in forms
 
@@ -357,6 +361,7 @@ def test_sandbox_exec_holds_a_hostile_candidate_in(tmp_path):
         assert json.loads(control.stdout)["read_ssh_key"].startswith("done"), control.stderr
         run = subprocess.run(seatbelt.wrap([sys.executable, "-s", "-B", "-c", HOSTILE] + args + ["sandboxed"], root),
                              cwd=box, env=env, capture_output=True, text=True, timeout=60)
+        assert run.stdout, f"the sandboxed script printed nothing (exit {run.returncode}): {run.stderr[-2000:]}"
         out = json.loads(run.stdout.splitlines()[0])
         for name in ("read_ssh_key", "list_ssh_dir", "append_bashrc", "write_tmp", "connect", "exec_shell",
                      "kill_outside"):

@@ -12,7 +12,9 @@ unless a rule below allows it:
   interpreter can resolve its own path), never what lies below them;
 - write: only the worker's own temp directory, plus writing into /dev/null;
 - processes: signals and process information only within the same sandbox (the worker and
-  its children); no network rule at all, so every socket operation is denied.
+  its children); no network rule at all, so every socket operation is denied;
+- no hard links or clones (file-link, file-clone): Seatbelt judges a file by its path, so
+  a link from the temp dir to a file outside would open that file under an allowed name.
 
 Nothing under the user's home is readable unless it is one of the interpreter's own
 directories (a venv or pyenv under ~ is allowed by exactly its subpath, not the home).
@@ -169,6 +171,7 @@ def describe_profile(paths: Optional[SeatbeltPaths] = None) -> dict:
             "devices": {"read": list(DEVICES), "write": [DEVICE_NULL]},
             "listable_directories": len(paths.lookup_paths),
             "home": "unreadable, except the interpreter's own directories in it",
+            "links": "hard links and clones denied",
         },
         "exec": list(paths.exec_paths),
         "network": "denied (no network rule)",
