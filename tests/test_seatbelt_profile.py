@@ -239,6 +239,13 @@ def test_hostile_path_names_cannot_add_rules(name):
     assert len(render_profile(hostile).splitlines()) == len(render_profile(benign).splitlines())
 
 
+def test_a_rule_without_paths_is_refused_not_left_unconditional():
+    with pytest.raises(ValueError):
+        render_profile(SeatbeltPaths(exec_paths=(), read_paths=("/usr/lib",), write_paths=()))
+    paths = seatbelt_paths(None, home="/Users/u", executables=[""], python_dirs=["/opt/py"], resolve=lambda p: p)
+    assert paths.exec_paths == ()  # an empty sys.executable is not read as the current directory
+
+
 def test_sbpl_string_escapes_and_refuses_nul():
     assert sbpl_string('a"b\\c') == '"a\\"b\\\\c"'
     assert read_sexprs(sbpl_string('x" ) (allow default')) == [Str('x" ) (allow default')]

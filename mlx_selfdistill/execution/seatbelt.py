@@ -104,18 +104,22 @@ def seatbelt_paths(write_root: Optional[str], *, home: Optional[str] = None,
                    executables: Optional[Iterable[str]] = None, python_dirs: Optional[Iterable[str]] = None,
                    resolve: Callable[[str], str] = os.path.realpath) -> SeatbeltPaths:
     """The paths a worker needs: the current interpreter's (or those given) and `write_root`
-    (its temp directory; None for a description without one). `resolve` is realpath; tests
-    pass their own to play macOS's /tmp -> /private/tmp on any system."""
-    home = resolve(os.path.abspath(home or os.path.expanduser("~")))
-    called = [os.path.abspath(p) for p in (executables if executables is not None else interpreter_executables())]
+    (its temp directory; None for a description without one). `home` is kept closed (by
+    default $HOME and the password database's home). `resolve` is realpath; tests pass their
+    own to play macOS's /tmp -> /private/tmp on any system."""
+    homes = [home] if home else _homes()
+    homes = [resolve(os.path.abspath(h)) for h in homes]
+    called = [os.path.abspath(p) for p in (executables if executables is not None else interpreter_executables())
+              if p]  # sys.executable is empty when Python cannot tell
     dirs = [os.path.abspath(p) for p in (python_dirs if python_dirs is not None else interpreter_dirs()) if p]
     # An interpreter directory that is the home, or above it, would open the whole home.
-    reads = [r for r in (resolve(p) for p in dirs + called) if not _within(home, r)]
+    reads = [r for r in (resolve(p) for p in dirs + called) if not any(_within(h, r) for h in homes)]
     reads = _outermost(reads + [resolve(p) for p in SYSTEM_READ])
     writes = _outermost([resolve(os.path.abspath(write_root))] if write_root else [])
     # Each directory and link on the way to those paths, as the kernel names it (the link
     # /tmp stays /tmp, what lies behind it is /private/tmp/...), unless already covered.
-    spelled = dirs + called + list(SYSTEM_READ) + list(DEVICES) + ([os.path.abspath(write_root)] if write_root else [])
+    spelled = dirs + called + list(SYSTEM_READ) + list(DEVICES)
+    spelled += [os.path.abspath(write_root)] if write_root else []
     seen = [_as_seen(q, resolve) for p in spelled + reads + writes for q in _ancestors(p)]
     seen += [_as_seen(p, resolve) for p in spelled if _as_seen(p, resolve) != resolve(p)]  # links themselves
     lookups = [q for q in _unique(seen) if not any(_within(q, top) for top in reads + writes)]
@@ -126,6 +130,9 @@ def seatbelt_paths(write_root: Optional[str], *, home: Optional[str] = None,
 def render_profile(paths: SeatbeltPaths) -> str:
     """The SBPL profile text, one rule per line."""
     def filters(kind: str, items: Iterable[str]) -> str:
+        items = list(items)
+        if not items:  # an allow without a filter would allow everything
+            raise ValueError(f"a Seatbelt rule needs at least one path ({kind})")
         return " ".join(f"({kind} {sbpl_string(p)})" for p in items)
 
     rules = [
@@ -188,6 +195,18 @@ def sbpl_string(text: str) -> str:
     escaped = (text.replace("\\", "\\\\").replace('"', '\\"')
                .replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t"))
     return f'"{escaped}"'
+
+
+def _homes() -> list[str]:
+    """The user's home as $HOME says and as the password database says (they can differ)."""
+    homes = [os.path.expanduser("~")]
+    try:
+        import pwd
+
+        homes.append(pwd.getpwuid(os.getuid()).pw_dir)
+    except (ImportError, KeyError):
+        pass
+    return [h for h in homes if h and os.path.isabs(h)]
 
 
 def _within(path: str, top: str) -> bool:
