@@ -124,7 +124,8 @@ def seatbelt_paths(write_root: Optional[str], *, home: Optional[str] = None,
     seen += [_as_seen(p, resolve) for p in spelled if _as_seen(p, resolve) != resolve(p)]  # links themselves
     lookups = [q for q in _unique(seen) if not any(_within(q, top) for top in reads + writes)]
     return SeatbeltPaths(exec_paths=tuple(_unique(s for p in called for s in (p, resolve(p)))),
-                         read_paths=tuple(sorted(reads)), write_paths=tuple(writes), lookup_paths=tuple(sorted(lookups)))
+                         read_paths=tuple(sorted(reads)), write_paths=tuple(writes),
+                         lookup_paths=tuple(sorted(lookups)))
 
 
 def render_profile(paths: SeatbeltPaths) -> str:
