@@ -14,10 +14,9 @@ from pathlib import Path
 from ..errors import UserError
 from ..prompts import chat_messages, raw_prompt
 from ..records import Problem
-from .gguf import GGUF_MAGIC
-from .gguf_convert import cached_model_folder, notice
 from .local_stores import is_ollama_spec, resolve_ollama
-from .precision import upcast_half_on_cpu
+
+GGUF_MAGIC = b"GGUF"  # the first four bytes of every GGUF file
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "tiny-coder"
 TINY_ALIASES = {None, "", "tiny", "tiny-coder", "default"}
@@ -34,10 +33,10 @@ def resolve_model(spec: str | os.PathLike | None) -> str:
         return str(DEFAULT_MODEL)
     spec = str(spec)
     if is_ollama_spec(spec):
-        return str(cached_model_folder(resolve_ollama(spec)))
+        return _gguf_folder(resolve_ollama(spec))
     path = Path(spec).expanduser()
     if path.suffix.lower() == ".gguf" or (path.is_file() and _starts_with_gguf_magic(path)):
-        return str(cached_model_folder(path))  # missing/garbled files get one-line errors there
+        return _gguf_folder(path)  # missing/garbled files get one-line errors there
     if path.exists():
         if not (path / "config.json").exists():
             raise UserError(f"{path}: not a model folder (no config.json)")
@@ -47,6 +46,12 @@ def resolve_model(spec: str | os.PathLike | None) -> str:
     if not looks_like_hub_id:
         raise UserError(f"model {spec!r}: no such folder, and not a Hugging Face id like 'org/name'")
     return spec
+
+
+def _gguf_folder(path: Path) -> str:
+    from .gguf_convert import cached_model_folder  # numpy/gguf only when a GGUF is named
+
+    return str(cached_model_folder(path))
 
 
 def _starts_with_gguf_magic(path: Path) -> bool:
@@ -77,6 +82,9 @@ def load_model(spec=None, adapter=None, *, lazy: bool = False):
     except Exception as exc:  # network, missing files, unsupported architecture...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise UserError(f"could not load model {name!r}: {first}") from exc
+    from .gguf_convert import notice
+    from .precision import upcast_half_on_cpu
+
     upcast_half_on_cpu(model, model_name(spec), log=notice)
     return model, tokenizer
 

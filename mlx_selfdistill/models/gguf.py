@@ -19,8 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import UserError
-
-GGUF_MAGIC = b"GGUF"
+from . import GGUF_MAGIC
 
 # GGUF architecture -> mlx_lm model_type.
 ARCHITECTURES = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma3": "gemma3_text"}

@@ -157,11 +157,18 @@ class _progress_bar:
         from rich.console import Console
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                            TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-        self.bar.start()
-        task = self.bar.add_task(self.label, total=self.total)
-        return lambda n: self.bar.advance(task, n)
+        from rich.errors import LiveError
+
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                       TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+        try:
+            bar.start()
+        except LiveError:  # a caller's spinner owns the terminal: say it once instead
+            notice(f"{self.label} to MLX (once; cached in {cache_root()})")
+            return lambda n: None
+        self.bar = bar
+        task = bar.add_task(self.label, total=self.total)
+        return lambda n: bar.advance(task, n)
 
     def __exit__(self, *exc):
         if self.bar is not None:
