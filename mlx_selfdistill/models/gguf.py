@@ -247,9 +247,9 @@ def _open_reader(path: Path):
     size = path.stat().st_size
     try:
         reader = GGUFReader(path, "r")
-    except Exception as exc:  # the header itself is cut short or garbled
-        raise UserError(f"{path}: unreadable GGUF header ({_first_line(exc)}); the file is truncated "
-                        "or corrupt, download it again") from exc
+    except Exception as exc:  # the reader maps every tensor up front: a cut anywhere lands here
+        raise UserError(f"{path}: truncated or corrupt GGUF file ({size} bytes; {_first_line(exc)}); "
+                        "download it again") from exc
     end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
     if end > size:
         raise UserError(f"{path}: truncated GGUF file ({size} bytes, its tensors need {end}); download it again")

@@ -15,9 +15,21 @@ from pathlib import Path
 from ..errors import UserError
 
 
+def _converter():
+    """(GGUF_TOKENIZER_MAPPING, convert_gguf_tokenizer) wherever this transformers keeps them."""
+    try:  # transformers >= 5
+        from transformers.integrations.gguf.gguf_tokenizer_mapping import (
+            GGUF_TOKENIZER_MAPPING,
+            convert_gguf_tokenizer,
+        )
+    except ImportError:  # transformers 4.x
+        from transformers.integrations.ggml import GGUF_TOKENIZER_MAPPING, convert_gguf_tokenizer
+    return GGUF_TOKENIZER_MAPPING, convert_gguf_tokenizer
+
+
 def tokenizer_fields(gguf_file) -> tuple[dict, dict]:
     """(tokenizer_dict, tokenizer_config) under transformers' names, from the file's metadata."""
-    from transformers.integrations.gguf.gguf_tokenizer_mapping import GGUF_TOKENIZER_MAPPING
+    GGUF_TOKENIZER_MAPPING, _ = _converter()
 
     groups = {}
     for group, renames in GGUF_TOKENIZER_MAPPING.items():
@@ -44,7 +56,8 @@ def tokenizer_fields(gguf_file) -> tuple[dict, dict]:
 def write_tokenizer(gguf_file, folder: str | Path) -> None:
     """Write tokenizer.json and tokenizer_config.json (with chat_template) into folder."""
     from transformers import PreTrainedTokenizerFast
-    from transformers.integrations.gguf.gguf_tokenizer_mapping import convert_gguf_tokenizer
+
+    _, convert_gguf_tokenizer = _converter()
 
     folder = Path(folder)
     tokenizer_dict, config = tokenizer_fields(gguf_file)
