@@ -14,7 +14,8 @@ gguf = pytest.importorskip("gguf", reason="the gguf package is needed to export 
 from mlx_selfdistill.errors import UserError  # noqa: E402
 from mlx_selfdistill.export import export_gguf  # noqa: E402
 from mlx_selfdistill.export.gguf_vocab import pre_tokenizer_name  # noqa: E402
-from mlx_selfdistill.models import DEFAULT_MODEL  # noqa: E402
+from mlx_selfdistill.models import DEFAULT_MODEL, load_model  # noqa: E402
+from mlx_selfdistill.models.gguf import unpermute_qk  # noqa: E402
 
 from conftest import ROOT, make_random_adapter  # noqa: E402
 
@@ -61,6 +62,12 @@ def make_model(folder, model_type, seed=0):
     return folder, {k: np.array(v) for k, v in params.items()}
 
 
+@pytest.fixture(autouse=True)
+def gguf_cache(tmp_path, monkeypatch):
+    """The importer's cache of converted GGUFs, per test."""
+    monkeypatch.setenv("MLX_SELFDISTILL_GGUF_CACHE", str(tmp_path / "gguf-cache"))
+
+
 @pytest.fixture(scope="module", params=sorted(CONFIGS))
 def model(request, tmp_path_factory):
     return (request.param, *make_model(tmp_path_factory.mktemp("models") / request.param, request.param))
@@ -74,18 +81,13 @@ def tensors(reader):
     return {t.name: t for t in reader.tensors}
 
 
-def unpermute(w, heads):
-    rows = w.shape[0]
-    return w.reshape(heads, rows // heads // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-
 def as_source(model_type, name, w):
     """A GGUF tensor back in mlx_lm's row order."""
     cfg = CONFIGS[model_type]
     if model_type == "llama" and ".attn_q." in name:
-        return unpermute(w, cfg["num_attention_heads"])
+        return unpermute_qk(w, cfg["num_attention_heads"])
     if model_type == "llama" and ".attn_k." in name:
-        return unpermute(w, cfg["num_key_value_heads"])
+        return unpermute_qk(w, cfg["num_key_value_heads"])
     return w
 
 
@@ -265,3 +267,76 @@ def test_an_mlx_quantized_model_is_exported_dequantized(tmp_path):
     assert not any("scales" in name for name in t)
     got = read_back(t["blk.2.ffn_up.weight"])
     assert np.array_equal(got, np.array(expected["model.layers.2.mlp.up_proj.weight"].astype(mx.float32)))
+
+
+# Round trips through the project's own GGUF importer (models.load_model on a .gguf).
+
+PROMPT = "<|im_start|>user\nWrite a Python function `add_12(x)` that returns x plus 12.<|im_end|>\n<|im_start|>assistant\n"
+
+
+def logits(model, ids):
+    import mlx.core as mx
+
+    return np.array(model(mx.array([ids]))[0].astype(mx.float32))
+
+
+def greedy(model, ids, n=24):
+    import mlx.core as mx
+    from mlx_lm.generate import generate_step
+
+    steps = generate_step(mx.array(ids), model, max_tokens=n, sampler=lambda lp: mx.argmax(lp, axis=-1))
+    return [int(t) for t, _ in steps]
+
+
+# max |logit difference| allowed, relative to the largest |logit|: f16 rounding vs 8-bit blocks
+TOLERANCE = {"f16": 0.01, "q8_0": 0.05}
+
+
+@pytest.mark.parametrize("out_type", ["f16", "q8_0"])
+def test_round_trip_random_models_keep_their_logits(model, out_type, tmp_path):
+    model_type, folder, _ = model
+    source, tok = load_model(folder)
+    out = tmp_path / "m.gguf"
+    export_gguf(folder, out, out_type=out_type)
+    back, back_tok = load_model(out)
+    ids = tok.encode(PROMPT, add_special_tokens=False)
+    assert back_tok.encode(PROMPT, add_special_tokens=False) == ids
+    a, b = logits(source, ids), logits(back, ids)
+    err = np.abs(a - b).max() / np.abs(a).max()
+    assert 0 < err < TOLERANCE[out_type], err
+
+
+@pytest.mark.parametrize("out_type", ["f16", "q8_0"])
+def test_round_trip_of_the_tiny_coder_keeps_greedy_tokens(out_type, tmp_path):
+    source, tok = load_model("tiny")
+    out = tmp_path / "tiny.gguf"
+    export_gguf("tiny", out, out_type=out_type)
+    back, back_tok = load_model(out)
+    ids = tok.encode(PROMPT, add_special_tokens=False)
+    assert back_tok.encode(PROMPT, add_special_tokens=False) == ids
+    assert back_tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True,
+                                        tokenize=False) == \
+        tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False)
+    expected = greedy(source, ids)
+    assert greedy(back, ids) == expected and len(set(expected)) > 3
+    a, b = logits(source, ids), logits(back, ids)
+    assert np.abs(a - b).max() / np.abs(a).max() < TOLERANCE[out_type]
+
+
+@pytest.mark.parametrize("out_type", ["f16", "q8_0"])
+def test_round_trip_with_an_adapter_matches_mlx_lm_running_the_adapter(out_type, tmp_path):
+    from mlx_lm import load
+
+    adapter = make_random_adapter(tmp_path / "adapter")
+    with_adapter, tok = load(str(DEFAULT_MODEL), adapter_path=str(adapter))  # LoRA layers, unfused
+    base, _ = load(str(DEFAULT_MODEL))
+    out = tmp_path / "fused.gguf"
+    export_gguf("tiny", out, adapter=adapter, out_type=out_type)
+    back, _ = load_model(out)
+    ids = tok.encode(PROMPT, add_special_tokens=False)
+    a, b = logits(with_adapter, ids), logits(back, ids)
+    export_err = np.abs(a - b).max() / np.abs(a).max()
+    assert export_err < TOLERANCE[out_type]
+    # the adapter's own effect dwarfs the export's error: it was fused, not dropped
+    assert np.abs(a - logits(base, ids)).max() / np.abs(a).max() > 3 * export_err
+    assert greedy(back, ids) == greedy(with_adapter, ids)

@@ -13,15 +13,11 @@ import gguf
 import numpy as np
 
 from ..errors import UserError
+from ..models.gguf import PERMUTED_QK, permute_qk
 
 # mlx_lm model_type -> GGUF architecture (mlx_lm runs Mistral with its llama module, and
 # llama.cpp reads Mistral files as llama too).
 ARCHITECTURES = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3"}
-
-# llama.cpp's llama rope rotates adjacent pairs (x[2i], x[2i+1]); Hugging Face and MLX
-# rotate halves (x[i], x[i + d/2]). Its converter reorders the q/k rows of llama models to
-# match, and its loader expects that order. qwen2/qwen3 use the half-rotating kernel as is.
-PERMUTED_QK = {"llama"}
 
 
 @dataclass(frozen=True)
@@ -107,8 +103,9 @@ class TensorNames:
 def to_llama_cpp_rows(spec: ArchSpec, gguf_name: str, w: np.ndarray) -> np.ndarray:
     """q/k weights (and biases) in the row order llama.cpp's rope expects for this architecture.
 
-    Within each head, rows [0, d/2) and [d/2, d) (the halves rotated together) are interleaved
-    so that row 2i is half-row i of the first half and row 2i+1 is half-row i of the second.
+    llama.cpp's llama rope rotates adjacent pairs where Hugging Face and MLX rotate the two
+    halves of each head; its converter interleaves the halves and its loader expects that
+    (the importer undoes the same permutation). qwen2/qwen3 are stored as they are.
     """
     if spec.arch not in PERMUTED_QK:
         return w
@@ -118,5 +115,4 @@ def to_llama_cpp_rows(spec: ArchSpec, gguf_name: str, w: np.ndarray) -> np.ndarr
         heads = spec.n_kv_heads
     else:
         return w
-    rows = w.shape[0]
-    return w.reshape(heads, 2, rows // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+    return permute_qk(w, heads)
