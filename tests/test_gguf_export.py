@@ -340,3 +340,13 @@ def test_round_trip_with_an_adapter_matches_mlx_lm_running_the_adapter(out_type,
     # the adapter's own effect dwarfs the export's error: it was fused, not dropped
     assert np.abs(a - logits(base, ids)).max() / np.abs(a).max() > 3 * export_err
     assert greedy(back, ids) == greedy(with_adapter, ids)
+
+
+def test_a_gguf_model_spec_is_exported_under_its_source_name(tmp_path):
+    first = tmp_path / "first.gguf"
+    export_gguf("tiny", first, out_type="f16", name="tiny coder, distilled")
+    again = tmp_path / "again.gguf"
+    export_gguf(first, again, out_type="q8_0")  # --model accepts a GGUF: converted, then exported
+    r = gguf.GGUFReader(again)
+    assert field(r, "general.name") == "tiny coder, distilled"
+    assert field(r, "general.file_type") == gguf.LlamaFileType.MOSTLY_Q8_0

@@ -59,7 +59,7 @@ def export_gguf(model_spec, out_path, *, adapter=None, out_type: str = "f16", na
 
     writer = gguf.GGUFWriter(path=None, arch=spec.arch)
     writer.add_type(gguf.GGUFType.MODEL)
-    writer.add_name(name or folder.name)
+    writer.add_name(name or model_title(folder))
     add_hparams(writer, spec, n_vocab)
     writer.add_file_type(int(OUT_TYPES[out_type][1]))
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
@@ -103,6 +103,14 @@ def model_folder(model_spec) -> Path:
     except Exception as exc:
         raise UserError(f"model {model_spec!r}: not a local folder nor a cached hub model; "
                         "download it first (or pass its folder)") from exc
+
+
+def model_title(folder: Path) -> str:
+    """The folder's name, or for a folder converted from a GGUF (a cache key) the source's name."""
+    try:
+        return json.loads((folder / "gguf_source.json").read_text(encoding="utf-8"))["general.name"]
+    except (OSError, ValueError, KeyError):
+        return folder.name
 
 
 def _read_config(folder: Path) -> dict:
