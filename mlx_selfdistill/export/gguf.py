@@ -48,13 +48,7 @@ def export_gguf(model_spec, out_path, *, adapter=None, out_type: str = "f16", na
     from mlx.utils import tree_flatten
 
     params = dict(tree_flatten(model.parameters()))
-    names = TensorNames(spec)
-    plan = []  # (gguf name, mlx name, shape, ggml type)
-    for mlx_name, value in params.items():
-        if spec.tied and mlx_name == "lm_head.weight":
-            continue  # llama.cpp reuses token_embd for the output when output.weight is absent
-        shape = tuple(value.shape)
-        plan.append((names(mlx_name), mlx_name, shape, tensor_type(out_type, shape)))
+    plan = tensor_plan(params, spec, out_type)
     n_vocab = int(params["model.embed_tokens.weight"].shape[0])
 
     writer = gguf.GGUFWriter(path=None, arch=spec.arch)
@@ -87,6 +81,18 @@ def export_gguf(model_spec, out_path, *, adapter=None, out_type: str = "f16", na
             "tied_embeddings": spec.tied, "fused_layers": fused, "bytes": out.stat().st_size,
             "pre_tokenizer": vocab["pre_tokenizer"], "vocab": vocab["tokens"],
             "chat_template": vocab["chat_template"], "seconds": round(time.perf_counter() - started, 2)}
+
+
+def tensor_plan(params: dict, spec, out_type: str) -> list[tuple]:
+    """(gguf name, mlx name, shape, ggml type) per tensor to write, in the model's order."""
+    names = TensorNames(spec)
+    plan = []
+    for mlx_name, value in params.items():
+        if spec.tied and mlx_name == "lm_head.weight":
+            continue  # llama.cpp reuses token_embd for the output when output.weight is absent
+        shape = tuple(value.shape)
+        plan.append((names(mlx_name), mlx_name, shape, tensor_type(out_type, shape)))
+    return plan
 
 
 def model_folder(model_spec) -> Path:
