@@ -83,14 +83,17 @@ def llama_cpp_run(python: str, gguf: Path, prompts: list[dict], max_tokens: int,
 def train_adapter(folder: Path, out: Path) -> dict:
     from mlx_selfdistill.training import TrainConfig, train
 
-    if (out / "adapters.safetensors").exists():
-        return {"adapter": str(out), "reused": True}
+    done = out / "benchmark_training.json"  # written last: a killed run trains again
+    if done.exists():
+        return {**json.loads(done.read_text()), "reused": True}
     config = TrainConfig(iters=12, lr=1e-3, rank=8, num_layers=8, batch_tokens=512, seed=0, save_every=1000)
     t0 = time.perf_counter()
     result = train(str(folder), ADAPTER_EXAMPLES, str(out), config)
-    return {"adapter": str(out), "iters": 12, "lr": 1e-3, "rank": 8, "layers": 8,
-            "final_loss": result.get("final_loss", result.get("train_loss")),
+    info = {"adapter": str(out), "iters": 12, "lr": 1e-3, "rank": 8, "layers": 8,
+            "result": {k: v for k, v in result.items() if isinstance(v, (int, float, str))},
             "seconds": round(time.perf_counter() - t0, 1)}
+    done.write_text(json.dumps(info))
+    return info
 
 
 def reference_runs(folder: Path, adapter: Path | None, max_tokens: int) -> tuple[list[dict], set[int], list]:
