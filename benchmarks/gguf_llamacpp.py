@@ -192,25 +192,35 @@ def main() -> None:
     ap.add_argument("--no-import", action="store_true", help="skip the project's GGUF loader")
     ap.add_argument("--keep", action="store_true", help="keep the exported GGUF files")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--append", action="store_true",
+                    help="keep the other models already in --out (re-run one model without the rest)")
     args = ap.parse_args()
     if subprocess.run([args.llama_python, "-c", "import llama_cpp"], capture_output=True).returncode != 0:
         sys.exit(f"{args.llama_python}: cannot import llama_cpp; build it as this script's docstring says")
     args.work.mkdir(parents=True, exist_ok=True)
     types = args.types.split(",")
     only = set(args.only.split(",")) if args.only else {"smollm", "smollm+lora", "qwen"}
-    models, adapter_info = [], None
-    if "smollm" in only:
-        models.append(one_model("smollm2-135m", args.smollm, None, types, args, args.work))
-    if "smollm+lora" in only:
-        adapter_info = train_adapter(args.smollm, args.work / "smollm-adapter")
-        models.append(one_model("smollm2-135m+lora", args.smollm, args.work / "smollm-adapter", types, args,
-                                args.work))
-    if "qwen" in only:
-        models.append(one_model("qwen2.5-coder-0.5b", args.qwen, None, types, args, args.work))
     result = {"max_tokens": args.max_tokens, "greedy": "argmax on both sides, same prompt token ids",
-              "adapter_training": adapter_info, "models": models, "environment": environment()}
-    write_json_atomic(args.out, result)
-    print(f"wrote {args.out}")
+              "adapter_training": None, "models": [], "environment": environment()}
+
+    if args.append and args.out.exists():
+        before = json.loads(args.out.read_text())
+        result["models"] = before.get("models", [])
+        result["adapter_training"] = before.get("adapter_training")
+
+    def run(label, folder, adapter):
+        entry = one_model(label, folder, adapter, types, args, args.work)
+        result["models"] = [m for m in result["models"] if m["model"] != label] + [entry]
+        write_json_atomic(args.out, result)  # after each model: a long run keeps what it measured
+        print(f"wrote {args.out}", flush=True)
+
+    if "smollm" in only:
+        run("smollm2-135m", args.smollm, None)
+    if "smollm+lora" in only:
+        result["adapter_training"] = train_adapter(args.smollm, args.work / "smollm-adapter")
+        run("smollm2-135m+lora", args.smollm, args.work / "smollm-adapter")
+    if "qwen" in only:
+        run("qwen2.5-coder-0.5b", args.qwen, None)
 
 
 if __name__ == "__main__":
