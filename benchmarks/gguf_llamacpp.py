@@ -167,6 +167,7 @@ def one_model(label: str, folder: Path, adapter: Path | None, types: list[str], 
             "type": out_type, "gguf_bytes": exported["bytes"], "export_seconds": exported["seconds"],
             "pre_tokenizer": exported["pre_tokenizer"], "llama_cpp_metadata": lc["metadata"],
             "llama_cpp_seconds": {"load": lc["load_seconds"], "generate": lc["generate_seconds"]},
+            "llama_cpp_threads": lc.get("threads", 2),
             "identical_vs_mlx_source": f"{n_same}/{len(rows)}",
             "identical_vs_mlx_gguf_import": (f"{sum(r['llama_cpp_vs_mlx_gguf_import']['identical'] for r in rows)}"
                                              f"/{len(rows)}") if imported is not None else None,
