@@ -249,6 +249,10 @@ def test_cli_exports_and_fails_in_one_line(tmp_path):
     assert bad.returncode != 0
     errors = [line for line in bad.stderr.splitlines() if line.strip()]
     assert errors == ["error: --type 'q3': choose one of f16, q8_0, bf16, f32"]
+    from mlx_selfdistill.commands.export import TYPES
+    from mlx_selfdistill.export import OUT_TYPES
+
+    assert TYPES == tuple(OUT_TYPES)  # --help lists what the library takes
 
 
 def test_an_mlx_quantized_model_is_exported_dequantized(tmp_path):

@@ -7,12 +7,12 @@ import click
 from ._common import out, print_json, table
 from ._progress import StageProgress
 
-TYPES = ("f16", "q8_0", "bf16", "f32")
+TYPES = ("f16", "q8_0", "bf16", "f32")  # export.OUT_TYPES, spelled here so --help needs no gguf import
 
 
 @click.command()
 @click.option("--model", "model_spec", default="tiny", show_default=True,
-              help="Model folder (or cached hub id) to export; the base of --adapter.")
+              help="Model folder, GGUF file, ollama:NAME or cached hub id; the base of --adapter.")
 @click.option("--adapter", "adapter_path", default=None, type=click.Path(),
               help="LoRA/DoRA adapter folder, folded into the weights on the fly.")
 @click.option("--gguf", "gguf_path", required=True, type=click.Path(), help="Output file, e.g. model.gguf.")
