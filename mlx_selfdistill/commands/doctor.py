@@ -34,6 +34,12 @@ def render(report: dict) -> None:
     if blas:
         ok = blas["status"] == "ok"
         text = f"{blas['gflops']:.1f} GFLOP/s float32 matmul; {blas.get('library') or 'no BLAS found'}"
+        loader = blas.get("loader") or {}
+        if loader.get("status") == "loaded":
+            text += f"\n{loader.get('config') or 'loaded'}, {loader.get('threads')} threads"
+            text += " (libgfortran from the mlx[cpu] wheel)" if loader.get("via") == "symlinks" else ""
+        elif loader.get("status") not in (None, "not-linux"):
+            text += f"\nfast BLAS loader: {loader['status']} ({loader.get('detail')})"
         if not ok:
             text += f"\nslow reference BLAS. Fix: {blas['fix']}"
         rows.append(["cpu blas", _row_status(ok), text])
