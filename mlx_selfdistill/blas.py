@@ -19,7 +19,7 @@ the user's cache: its `$ORIGIN` run path then names that folder, where `libgfort
 Settings (environment, read once at import):
   MLX_SELFDISTILL_BLAS=0|off|no|false   leave MLX on its bundled BLAS
   MLX_SELFDISTILL_BLAS=/path/libblas.so load that library instead
-  OPENBLAS_NUM_THREADS                  BLAS threads (default: DEFAULT_THREADS, below)
+  OPENBLAS_NUM_THREADS                  BLAS threads (default: DEFAULT_THREADS = 1, below)
 
 The sandbox workers never import this package (they run `worker.py` as a plain script),
 so candidates run without OpenBLAS or its threads.
@@ -38,9 +38,11 @@ from typing import Optional
 ENV = "MLX_SELFDISTILL_BLAS"
 OFF = ("0", "off", "no", "false", "none")
 THREAD_ENVS = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
-# Measured by benchmarks/blas_threads.py (results/blas_threads.json): all cores makes a
-# training step faster and sampling (small decode matmuls) no slower, so use all cores.
-DEFAULT_THREADS: Optional[int] = None  # None: every core (OpenBLAS's own default)
+# One thread: measured by benchmarks/blas_threads.py (results/blas_threads.json) on 2 shared
+# cores, OpenBLAS on 2 threads beside MLX's own thread sampled 28x and trained 5.6x slower
+# than on 1 (its threads spin waiting for cores that MLX and other processes hold), while 1
+# thread is 4x (sampling) and 11x (training) the reference BLAS. OPENBLAS_NUM_THREADS overrides.
+DEFAULT_THREADS: Optional[int] = 1
 
 
 @dataclass

@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .decoding import EVAL
 from .errors import UserError
 from .metrics import summarize_quality
 from .progress import stage_callback
@@ -48,9 +49,10 @@ def evaluate_verdicts(problems: Sequence[Problem], verdicts: Iterable[Verdict], 
     return result
 
 
-def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, adapter=None, n: int = 1,
-                   temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0,
-                   max_tokens: int = 256, seed: int = 0, ks: Iterable[int] = (1,), workers=None,
+def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, adapter=None, n: int = EVAL.n,
+                   temperature: float = EVAL.temperature, top_k: int = EVAL.top_k, top_p: float = EVAL.top_p,
+                   min_p: float = EVAL.min_p, max_tokens: int = EVAL.max_tokens, seed: int = EVAL.seed,
+                   ks: Iterable[int] = (1,), workers=None,
                    timeout_s: float = 5.0, progress=None, sampling_kw: dict | None = None) -> dict:
     """Sample n per problem, verify in the sandbox, summarise. Resumes from work_dir's files.
 
