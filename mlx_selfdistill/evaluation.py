@@ -59,7 +59,7 @@ def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, 
     `model` is a model spec (path, hub id, 'tiny') or a loaded (model, tokenizer) pair.
     """
     from .execution import verify_into_file
-    from .records import Sample, read_records
+    from .records import Sample, in_key_order, read_records
     from .sampling import sample_problems
 
     work_dir = Path(work_dir)
@@ -78,7 +78,7 @@ def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, 
         min_p=min_p, max_tokens=max_tokens, seed=seed, out_path=samples_path, on_sample=tick,
         **(sampling_kw or {}),
     )
-    samples = read_records(samples_path, Sample)
+    samples = in_key_order(read_records(samples_path, Sample))  # file order depends on resumes
     verdicts, _ = verify_into_file(list(problems), samples, work_dir / "verdicts.jsonl", workers=workers,
                                    timeout_s=timeout_s, on_result=tick)
     result = evaluate_verdicts(problems, verdicts, ks, seed=seed)
