@@ -57,11 +57,9 @@ print(json.dumps(out))
 
 def measure(env: dict, repeats: int) -> dict:
     full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    full.pop("LD_PRELOAD", None)
-    for k in [k for k in env if env[k] is None]:
-        full.pop(k, None)
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(repeats)], env={k: v for k, v in full.items() if v is not None},
-                          capture_output=True, text=True, cwd=ROOT)
+    full.pop("LD_PRELOAD", None)  # the loader, not a preload, decides
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(repeats)], env=full, capture_output=True, text=True,
+                          cwd=ROOT)
     if proc.returncode:
         raise SystemExit(proc.stderr)
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -115,6 +115,8 @@ def _symlink_folder(lib: Path, runtime: dict[str, Path]) -> Path:
             break
         except OSError:
             continue
+    else:
+        raise OSError(f"no writable folder for the BLAS links (tried {', '.join(map(str, _cache_dirs()))})")
     for name, target in [(lib.name, lib), *runtime.items()]:
         link = folder / name
         if os.path.realpath(link) != os.path.realpath(target):
@@ -194,14 +196,6 @@ def _warn_too_late() -> None:
     warnings.warn("mlx was imported before mlx_selfdistill, so MLX keeps its slow reference BLAS: "
                   "import mlx_selfdistill first (or set MLX_SELFDISTILL_BLAS=off to silence this)",
                   RuntimeWarning, stacklevel=4)
-
-
-def set_threads(n: int) -> None:
-    """Change the BLAS thread count of this process (a no-op without our OpenBLAS)."""
-    if _handle is not None and hasattr(_handle, "openblas_set_num_threads"):
-        _handle.openblas_set_num_threads(ctypes.c_int(int(n)))
-        if _state is not None:
-            _state.threads = int(_handle.openblas_get_num_threads())
 
 
 def fix() -> Optional[str]:
