@@ -41,6 +41,7 @@ from typing import Any, Optional, Sequence
 
 from . import metrics
 from .energy import EnergyMeter, EnergyReading, IdleBaseline, detect_meter, measure_idle, phase_energy
+from .decoding import EVAL
 from .errors import UserError
 from .progress import Progress, stage_callback
 from .records import Problem, Sample, Verdict
@@ -240,8 +241,9 @@ def _write_records(path: Path, records) -> None:
 
 
 def run_bench(model: str = "tiny", adapter: str | None = None, *, problems: str | Sequence[Problem] = DEFAULT_PROBLEMS,
-              n: int = 4, trials: int = 2, out_dir: str | Path = "bench_out", temperature: float = 1.0,
-              top_k: int = 20, top_p: float = 0.95, min_p: float = 0.0, max_tokens: int = 256, seed: int = 0,
+              n: int = EVAL.n, trials: int = 2, out_dir: str | Path = "bench_out",
+              temperature: float = EVAL.temperature, top_k: int = EVAL.top_k, top_p: float = EVAL.top_p,
+              min_p: float = EVAL.min_p, max_tokens: int = EVAL.max_tokens, seed: int = EVAL.seed,
               idle_seconds: float = 5.0, decode_tokens: int = 64, speed_repeats: int = 3, workers: int | None = None,
               timeout_s: float = 5.0, fuse: bool = True, raw_prompt: bool = False,
               meter: EnergyMeter | None = None, progress: Progress = None, write: bool = True) -> dict:

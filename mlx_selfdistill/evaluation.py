@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .decoding import EVAL
 from .errors import UserError
 from .metrics import summarize_quality
 from .progress import stage_callback
@@ -48,16 +49,17 @@ def evaluate_verdicts(problems: Sequence[Problem], verdicts: Iterable[Verdict], 
     return result
 
 
-def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, adapter=None, n: int = 1,
-                   temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0,
-                   max_tokens: int = 256, seed: int = 0, ks: Iterable[int] = (1,), workers=None,
+def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, adapter=None, n: int = EVAL.n,
+                   temperature: float = EVAL.temperature, top_k: int = EVAL.top_k, top_p: float = EVAL.top_p,
+                   min_p: float = EVAL.min_p, max_tokens: int = EVAL.max_tokens, seed: int = EVAL.seed,
+                   ks: Iterable[int] = (1,), workers=None,
                    timeout_s: float = 5.0, progress=None, sampling_kw: dict | None = None) -> dict:
     """Sample n per problem, verify in the sandbox, summarise. Resumes from work_dir's files.
 
     `model` is a model spec (path, hub id, 'tiny') or a loaded (model, tokenizer) pair.
     """
     from .execution import verify_into_file
-    from .records import Sample, read_records
+    from .records import Sample, in_key_order, read_records
     from .sampling import sample_problems
 
     work_dir = Path(work_dir)
@@ -76,7 +78,7 @@ def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, 
         min_p=min_p, max_tokens=max_tokens, seed=seed, out_path=samples_path, on_sample=tick,
         **(sampling_kw or {}),
     )
-    samples = read_records(samples_path, Sample)
+    samples = in_key_order(read_records(samples_path, Sample))  # file order depends on resumes
     verdicts, _ = verify_into_file(list(problems), samples, work_dir / "verdicts.jsonl", workers=workers,
                                    timeout_s=timeout_s, on_result=tick)
     result = evaluate_verdicts(problems, verdicts, ks, seed=seed)

@@ -10,7 +10,9 @@ A run is a directory:
 Every stage appends to or atomically writes its own file and reads only the previous
 stage's, so `run` killed at any moment continues, when started again, from the last
 completed unit of work: samples and verdicts are skipped by key, training resumes from
-its last checkpoint, finished stages leave a marker and are not redone.
+its last checkpoint, finished stages leave a marker and are not redone. Records are read in
+key order, never file order, so a resumed run ends with the same adapter bytes and the same
+evaluation as an uninterrupted one (tests/test_resume.py kills a run in every stage).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from .errors import UserError
 from .filtering import FilterConfig, filter_samples, to_train_examples
 from .jsonl import write_json_atomic, write_jsonl_atomic
 from .progress import Progress, stage_callback
-from .records import Problem, Sample, Verdict, read_records
+from .records import Problem, Sample, Verdict, in_key_order, read_records
 
 
 
@@ -134,7 +136,7 @@ class Run:
                             model_name=model if adapter is None else f"{model}+{adapter}",
                             on_sample=(lambda s: callback({"advance": 1})) if callback else None)
             existing = read_records(path, Sample, missing_ok=True)
-        return existing
+        return in_key_order(existing)  # a resumed run appended them in another order
 
     def needs_verdicts(self) -> bool:
         return "tests" in self.filter_config().filters

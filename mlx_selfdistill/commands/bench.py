@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..decoding import EVAL
 from ._common import out, print_json
 from ._progress import StageProgress
 
@@ -14,19 +15,19 @@ from ._progress import StageProgress
               help="Adapter folder: also bench base+adapter ('distilled'), interleaved with the base.")
 @click.option("--problems", "problems_spec", default="toy:heldout:50", show_default=True,
               help="Problem source (toy:heldout:N, humaneval+, mbpp+, a .jsonl path, ...).")
-@click.option("-n", "n", type=int, default=4, show_default=True, help="Samples per problem.")
+@click.option("-n", "n", type=int, default=EVAL.n, show_default=True, help="Samples per problem.")
 @click.option("--trials", type=int, default=2, show_default=True,
               help="Interleaved A/B trials; each covers 1/trials of the problems.")
-@click.option("--temperature", type=float, default=1.0, show_default=True)
-@click.option("--top-k", type=int, default=20, show_default=True)
-@click.option("--top-p", type=float, default=0.95, show_default=True)
-@click.option("--min-p", type=float, default=0.0, show_default=True)
-@click.option("--max-tokens", type=int, default=256, show_default=True)
+@click.option("--temperature", type=float, default=EVAL.temperature, show_default=True)
+@click.option("--top-k", type=int, default=EVAL.top_k, show_default=True, help="0: no top-k.")
+@click.option("--top-p", type=float, default=EVAL.top_p, show_default=True, help="1: no top-p.")
+@click.option("--min-p", type=float, default=EVAL.min_p, show_default=True, help="0: no min-p.")
+@click.option("--max-tokens", type=int, default=EVAL.max_tokens, show_default=True)
 @click.option("--decode-tokens", type=int, default=64, show_default=True,
               help="Greedy decode steps of the batch-1 speed measurement.")
 @click.option("--idle-seconds", type=float, default=5.0, show_default=True,
               help="Length of the idle-power baseline (skipped when no energy meter exists).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=EVAL.seed, show_default=True)
 @click.option("--workers", type=int, help="Sandbox worker processes (default: CPU count).")
 @click.option("--timeout", "timeout_s", type=float, default=5.0, show_default=True,
               help="Seconds per candidate's tests.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..demo import run_demo
+from ..decoding import caption
 from ._common import out, print_json, table
 from ._progress import StageProgress
 
@@ -36,6 +37,7 @@ def demo(runs_dir, methods, fresh, as_json):
     head = result["methods"][result["method"]]
     out.print(table("held-out pass@1, base vs distilled (toy world, tiny model)",
                     ["method", "base", "distilled", "95% CI", "gain", "kept"], rows))
+    out.print(caption(result["eval_sampling"], "pass@1 sampling"), markup=False)
     out.print(table("time per stage (seconds)", ["method", "sample", "verify", "train", "eval"], times))
     base_ci = head.get("base_ci") or (float("nan"), float("nan"))
     out.print("gain in points of pass@1; kept = training examples / samples drawn")

@@ -34,6 +34,13 @@ def render(report: dict) -> None:
     if blas:
         ok = blas["status"] == "ok"
         text = f"{blas['gflops']:.1f} GFLOP/s float32 matmul; {blas.get('library') or 'no BLAS found'}"
+        loader = blas.get("loader") or {}
+        if loader.get("status") == "loaded":
+            threads = loader.get("threads")
+            text += f"\n{loader.get('config') or 'loaded'}, {threads} thread{'' if threads == 1 else 's'}"
+            text += " (libgfortran from the mlx[cpu] wheel)" if loader.get("via") == "symlinks" else ""
+        elif loader.get("status") not in (None, "not-linux"):
+            text += f"\nfast BLAS loader: {loader['status']} ({loader.get('detail')})"
         if not ok:
             text += f"\nslow reference BLAS. Fix: {blas['fix']}"
         rows.append(["cpu blas", _row_status(ok), text])

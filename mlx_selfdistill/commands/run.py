@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..config import list_presets, resolve_config
+from ..decoding import caption
 from ..loop import run as run_loop
 from ._common import out, print_json, table
 from ._progress import StageProgress
@@ -21,6 +22,12 @@ def round_rows(summary: dict) -> list[list]:
         rows.append([f"round {r['round']}", r["samples"], r["kept"],
                      f"{ev['pass_at_1']:.3f}" if ev else "-", _ci(ev) if ev else "-", secs])
     return rows
+
+
+def settings_caption(config) -> str:
+    """How the training samples and the evaluation (pass@1) were drawn."""
+    return (caption(config.sample.__dict__, "training samples") + "\n"
+            + caption(config.eval.__dict__, "pass@1 sampling"))
 
 
 def _ci(result: dict) -> str:
@@ -45,11 +52,13 @@ def _ci(result: dict) -> str:
 @click.option("--eval-temperature", type=float, help="Decoding temperature for evaluation.")
 @click.option("--iters", type=int, help="Training steps per round.")
 @click.option("--seed", type=int)
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Set any config field, last; repeatable. none unsets a field: --set eval.problems=none.")
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--overwrite", is_flag=True, help="Replace a run directory started with another config.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def run(config_file, preset_name, name, method, model, teacher, problems, eval_problems, rounds, n, temperature,
-        top_k, top_p, eval_temperature, iters, seed, runs_dir, overwrite, as_json):
+        top_k, top_p, eval_temperature, iters, seed, assignments, runs_dir, overwrite, as_json):
     """Run (or resume) self-distillation rounds: sample, verify, filter, train, evaluate."""
     overrides = {
         "name": name, "method": method, "model": model, "teacher": teacher, "problems": problems,
@@ -58,14 +67,16 @@ def run(config_file, preset_name, name, method, model, teacher, problems, eval_p
         "eval": {"problems": eval_problems, "temperature": eval_temperature},
         "train": {"iters": iters},
     }
-    config = resolve_config(preset_name=preset_name, config_file=config_file, overrides=overrides)
+    config = resolve_config(preset_name=preset_name, config_file=config_file, overrides=overrides,
+                            assignments=assignments)
     with StageProgress(enabled=not as_json) as progress:
         summary = run_loop(config, runs_dir, overwrite=overwrite, progress=progress)
     if as_json:
         print_json(summary)
         return
     out.print(table(f"run {config.name} ({config.method})",
-                        ["model", "samples", "kept", "pass@1", "95% CI", "time"], round_rows(summary)))
+                    ["model", "samples", "kept", "pass@1", "95% CI", "time"], round_rows(summary)))
+    out.print(settings_caption(config), markup=False)
     out.print(f"run directory: {summary['run_dir']}")
 
 
