@@ -131,6 +131,11 @@ class GGUFFile:
             window = a("attention.sliding_window")
             if window is not None:
                 cfg["sliding_window"] = int(window)
+            pattern = a("attention.sliding_window_pattern")  # an int, or per layer True = sliding
+            if isinstance(pattern, list) and False in pattern:
+                pattern = pattern.index(False) + 1
+            if isinstance(pattern, int):
+                cfg["sliding_window_pattern"] = pattern
         if self.architecture == "llama":
             cfg["attention_bias"] = "blk.0.attn_q.bias" in self._tensors
         for name in ("bos", "eos"):

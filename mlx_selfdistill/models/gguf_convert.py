@@ -130,13 +130,14 @@ def _write_weights(gguf: GGUFFile, folder: Path, config: dict, *, cpu: bool, pro
             w = gguf.dequantized(s.gguf_name)
             plan = plan_tensor(s.mlx_name, s.qtype, w.shape, cpu=cpu)
             plans[s.mlx_name] = plan
-            for name, arr in plan.apply(s.mlx_name, mx.array(w)).items():
-                mx.eval(arr)
-                shard[name] = arr
-                shard_bytes += arr.nbytes
+            out = plan.apply(s.mlx_name, mx.array(w))
             del w
-            if shard_bytes >= SHARD_BYTES:
-                flush()
+            mx.eval(out)
+            size = sum(a.nbytes for a in out.values())
+            if shard_bytes + size > SHARD_BYTES:
+                flush()  # before adding: a shard never holds two big embeddings at once
+            shard.update(out)
+            shard_bytes += size
             advance(s.nbytes)
         flush()
     (folder / "model.safetensors.index.json").write_text(
