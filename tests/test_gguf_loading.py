@@ -153,3 +153,13 @@ def test_half_precision_models_run_in_float32_on_cpu_unless_kept(tmp_path, monke
     monkeypatch.setenv("MLX_SELFDISTILL_KEEP_DTYPE", "1")
     kept, _ = load_model(str(half))
     assert mx.bfloat16 in {v.dtype for _, v in tree_flatten(kept.parameters())}
+
+
+def test_a_run_config_takes_a_gguf_model(llama_gguf, tmp_path):
+    from mlx_selfdistill.config import RunConfig
+    from mlx_selfdistill.loop import Run
+
+    path, _ = llama_gguf
+    run = Run(RunConfig(name="g", model=str(path)), tmp_path / "runs")
+    model, tokenizer = run.load(run.config.model)
+    assert tokenizer.eos_token == "<|im_end|>" and any(cache_root().glob("*-float32-v*"))

@@ -117,7 +117,8 @@ def test_sample_verify_train_eval_on_humaneval_with_the_gguf(smollm2, tmp_path, 
     statuses = [json.loads(line)["status"] for line in verdicts.read_text().splitlines()]
     assert len(statuses) == 5 and set(statuses) <= {"pass", "fail", "error", "timeout", "memory",
                                                       "output_limit", "crash"}
-    cli_json(["filter", str(samples), "--problems", problems, "--method", "none", "-o", str(train)], capsys)
+    cli_json(["filter", str(samples), "--problems", problems, "--method", "none", "--no-health",
+              "-o", str(train)], capsys)
     assert train.read_text().strip()
     cli_json(["train", "--model", model, "--data", str(train), "--adapter-path", str(adapter), "--iters", "3",
               "--rank", "4", "--layers", "4", "--batch-tokens", "1024", "--lr", "1e-3"], capsys)

@@ -239,14 +239,20 @@ def permute_qk(w: np.ndarray, n_heads: int) -> np.ndarray:
     return w.reshape(n_heads, 2, rows // n_heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def _open_reader(path: Path):
-    """GGUFReader with the user's mistakes turned into one-line errors."""
+def check_magic(path: str | os.PathLike) -> None:
+    """One-line errors for a missing file or one that is not a GGUF at all."""
+    path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such GGUF file")
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic != GGUF_MAGIC:
         raise UserError(f"{path}: not a GGUF file (starts with {magic!r}, expected b'GGUF')")
+
+
+def _open_reader(path: Path):
+    """GGUFReader with the user's mistakes turned into one-line errors."""
+    check_magic(path)
     from gguf import GGUFReader
 
     size = path.stat().st_size

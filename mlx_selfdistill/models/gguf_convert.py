@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from ..errors import UserError
-from .gguf import GGUFFile
+from .gguf import GGUFFile, check_magic
 from .gguf_tokenizer import write_tokenizer
 from .precision import TensorPlan, on_cpu_backend, plan_tensor
 
@@ -65,11 +65,13 @@ def variant(cpu: bool) -> str:
 def cached_model_folder(path: str | os.PathLike, *, cpu: bool | None = None, progress: bool = True) -> Path:
     """The MLX folder for this GGUF, converting it on first use."""
     cpu = on_cpu_backend() if cpu is None else cpu
-    gguf = GGUFFile(path)  # validates (magic, truncation, architecture, quant types) before hashing
+    check_magic(path)  # a wrong file fails before it is hashed
     folder = cache_root() / f"{content_key(path)[:24]}-{variant(cpu)}-v{FORMAT_VERSION}"
     if (folder / "config.json").exists():
-        return folder
-    convert(gguf, folder, cpu=cpu, progress=progress)
+        return folder  # no need to parse the header: it took ~30 s for a 150k vocabulary here
+    if progress:
+        notice(f"{Path(path).name}: first use, converting it once to an MLX model in {folder}")
+    convert(GGUFFile(path), folder, cpu=cpu, progress=progress)
     return folder
 
 
@@ -164,8 +166,7 @@ class _progress_bar:
                        TimeRemainingColumn(), console=Console(stderr=True), transient=True)
         try:
             bar.start()
-        except LiveError:  # a caller's spinner owns the terminal: say it once instead
-            notice(f"{self.label} to MLX (once; cached in {cache_root()})")
+        except LiveError:  # a caller's spinner owns the terminal; the first-use line said it
             return lambda n: None
         self.bar = bar
         task = bar.add_task(self.label, total=self.total)
