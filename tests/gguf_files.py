@@ -80,8 +80,9 @@ def gguf_name(mlx_name: str, arch: str = "llama") -> str:
 
 
 def write_gguf(path: Path, model, config: dict, arch: str, qtype: str = "F32", *,
-               permute: bool = True, extra_tensors: dict | None = None) -> Path:
-    """Write model as a GGUF of architecture arch, its 2-D weights stored as qtype."""
+               permute: bool = True, extra_tensors: dict | None = None, mixed: dict | None = None) -> Path:
+    """Write model as a GGUF of architecture arch, its 2-D weights stored as qtype
+    (or as mixed[part] for names containing part, like llama.cpp's Q4_K_M mixes)."""
     import gguf
     from gguf.quants import quantize
     from mlx.utils import tree_flatten
@@ -122,8 +123,9 @@ def write_gguf(path: Path, model, config: dict, arch: str, qtype: str = "F32", *
             w = llama_cpp_permute(w, n_kv)
         if arch == "gemma3" and name.endswith("norm.weight"):
             w = w + 1.0  # llama.cpp stores Gemma's norms as (1 + w)
-        if w.ndim == 2 and qt != gguf.GGMLQuantizationType.F32:
-            writer.add_tensor(gguf_name(name, arch), quantize(w, qt), raw_dtype=qt)
+        wt = next((gguf.GGMLQuantizationType[q] for part, q in (mixed or {}).items() if part in name), qt)
+        if w.ndim == 2 and wt != gguf.GGMLQuantizationType.F32:
+            writer.add_tensor(gguf_name(name, arch), quantize(w, wt), raw_dtype=wt)
         else:
             writer.add_tensor(gguf_name(name, arch), w)
     for name, (data, raw) in (extra_tensors or {}).items():

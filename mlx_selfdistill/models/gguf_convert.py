@@ -86,9 +86,9 @@ def convert(gguf: GGUFFile, out: str | os.PathLike, *, cpu: bool = True, progres
     try:
         config = gguf.config()
         plans = _write_weights(gguf, tmp, config, cpu=cpu, progress=progress)
-        quantized = {p.bits for p in plans.values() if p.bits}
-        if quantized:
-            config["quantization"] = {"group_size": TensorPlan.GROUP_SIZE, "bits": max(quantized)}
+        quantization = quantization_config(plans)
+        if quantization:
+            config["quantization"] = quantization
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         write_tokenizer(gguf, tmp)
         summary = {
@@ -109,6 +109,20 @@ def convert(gguf: GGUFFile, out: str | os.PathLike, *, cpu: bool = True, progres
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def quantization_config(plans: dict) -> dict | None:
+    """mlx_lm's `quantization` entry: the commonest bits, plus each layer that differs
+    (newer mlx_lm infers per-layer bits from the shapes; older ones read these entries)."""
+    from collections import Counter
+
+    bits = {name[: -len(".weight")]: p.bits for name, p in plans.items() if p.bits}
+    if not bits:
+        return None
+    default = Counter(bits.values()).most_common(1)[0][0]
+    config = {"group_size": TensorPlan.GROUP_SIZE, "bits": default}
+    config.update({layer: {"group_size": TensorPlan.GROUP_SIZE, "bits": b} for layer, b in bits.items() if b != default})
+    return config
 
 
 def _write_weights(gguf: GGUFFile, folder: Path, config: dict, *, cpu: bool, progress: bool) -> dict:
