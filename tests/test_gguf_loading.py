@@ -183,3 +183,17 @@ def test_a_run_config_takes_a_gguf_model(llama_gguf, tmp_path):
     run = Run(RunConfig(name="g", model=str(path)), tmp_path / "runs")
     model, tokenizer = run.load(run.config.model)
     assert tokenizer.eos_token == "<|im_end|>" and any(cache_root().glob("*-float32-v*"))
+
+
+def test_keep_dtype_flag_reaches_the_loader(monkeypatch):
+    from click.testing import CliRunner
+
+    from mlx_selfdistill.cli import cli
+    from mlx_selfdistill.models.precision import KEEP_DTYPE_ENV, keep_dtype
+
+    monkeypatch.delenv(KEEP_DTYPE_ENV, raising=False)
+    assert not keep_dtype()
+    result = CliRunner().invoke(cli, ["--keep-dtype", "presets", "--json"])
+    assert result.exit_code == 0, result.output
+    assert keep_dtype()
+    monkeypatch.delenv(KEEP_DTYPE_ENV)

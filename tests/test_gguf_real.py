@@ -108,7 +108,7 @@ def test_sample_verify_train_eval_on_humaneval_with_the_gguf(smollm2, tmp_path, 
     model = str(GGUF)  # every command gets the GGUF path itself
     samples, verdicts, train = tmp_path / "samples.jsonl", tmp_path / "verdicts.jsonl", tmp_path / "train.jsonl"
     adapter = tmp_path / "adapter"
-    cli_json(["sample", "--model", model, "--problems", problems, "-t", "0.7", "--max-tokens", "128",
+    cli_json(["sample", "--model", model, "--problems", problems, "-t", "0.7", "--max-tokens", "96",
               "--seed", "1", "-o", str(samples)], capsys)
     records = [json.loads(line) for line in samples.read_text().splitlines()]
     assert len(records) == 5 and len({r["problem_id"] for r in records}) == 5
@@ -123,7 +123,7 @@ def test_sample_verify_train_eval_on_humaneval_with_the_gguf(smollm2, tmp_path, 
     cli_json(["train", "--model", model, "--data", str(train), "--adapter-path", str(adapter), "--iters", "3",
               "--rank", "4", "--layers", "4", "--batch-tokens", "1024", "--lr", "1e-3"], capsys)
     result = cli_json(["eval", "--model", model, "--adapter", str(adapter), "--problems", problems,
-                       "--max-tokens", "128", "--workers", "1", "--out", str(tmp_path / "eval")], capsys)
+                       "--max-tokens", "96", "--workers", "1", "--out", str(tmp_path / "eval")], capsys)
     assert result["base"]["num_problems"] == result["adapter"]["num_problems"] == 5
     assert 0.0 <= result["adapter"]["pass_at_1"] <= 1.0
     # The adapter loads in plain mlx_lm on the converted folder, and changes the model.
