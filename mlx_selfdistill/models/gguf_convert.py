@@ -131,7 +131,7 @@ def _write_weights(gguf: GGUFFile, folder: Path, config: dict, *, cpu: bool, pro
 
     sources = gguf.source_tensors()
     total = sum(s.nbytes for s in sources)
-    shard, shard_bytes, index, plans = {}, 0, {}, {}
+    shard, shard_bytes, index, plans, written = {}, 0, {}, {}, 0
 
     def flush():
         nonlocal shard, shard_bytes
@@ -154,10 +154,11 @@ def _write_weights(gguf: GGUFFile, folder: Path, config: dict, *, cpu: bool, pro
                 flush()  # before adding: a shard never holds two big embeddings at once
             shard.update(out)
             shard_bytes += size
+            written += size
             advance(s.nbytes)
         flush()
     (folder / "model.safetensors.index.json").write_text(
-        json.dumps({"metadata": {"total_size": total}, "weight_map": index}, indent=2))
+        json.dumps({"metadata": {"total_size": written}, "weight_map": index}, indent=2))
     return plans
 
 
