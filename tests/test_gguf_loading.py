@@ -44,6 +44,21 @@ def test_a_gguf_path_loads_through_load_model_and_is_converted_once(llama_gguf, 
     assert tokenizer.eos_token == "<|im_end|>"
 
 
+def test_a_killed_conversion_leaves_nothing_that_looks_converted(llama_gguf, tmp_path):
+    import subprocess
+    import sys
+
+    path, _ = llama_gguf
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    out = tmp_path / "cache" / "model"
+    stale = out.parent / f".tmp-{out.name}-{dead.stdout.strip()}"  # what a killed conversion leaves
+    stale.mkdir(parents=True)
+    (stale / "model-00001.safetensors").write_bytes(b"half")
+    convert(GGUFFile(path), out, progress=False)
+    assert (out / "config.json").exists() and not stale.exists()
+    assert [p.name for p in out.parent.iterdir()] == ["model"]
+
+
 def test_the_cache_key_is_the_files_sha256_and_follows_its_content(llama_gguf, tmp_path):
     path, _ = llama_gguf
     assert content_key(path) == file_sha256(path)

@@ -79,6 +79,7 @@ def convert(gguf: GGUFFile, out: str | os.PathLike, *, cpu: bool = True, progres
     """Write an mlx_lm model folder for gguf at out (atomically). Returns a summary."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_tmp(out)
     tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -191,6 +192,20 @@ class _progress_bar:
         if self.bar is not None:
             self.bar.stop()
         return False
+
+
+def _remove_stale_tmp(out: Path) -> None:
+    """Delete the half-written folders of conversions whose process is gone (killed runs)."""
+    for tmp in out.parent.glob(f".tmp-{out.name}-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            pass
 
 
 def _atomic_write(path: Path, text: str) -> None:
