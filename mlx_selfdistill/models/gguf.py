@@ -177,6 +177,11 @@ class GGUFFile:
         return [SourceTensor(t.name, self.mlx_name(t.name), t.tensor_type.name, int(t.n_bytes))
                 for t in self.reader.tensors if self.mlx_name(t.name) is not None]
 
+    def mlx_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Each mlx tensor's shape, from the tensor table alone (ggml lists dimensions reversed)."""
+        return {s.mlx_name: tuple(int(d) for d in reversed(self._tensors[s.gguf_name].shape))
+                for s in self.source_tensors()}
+
     def mlx_name(self, gguf_name: str) -> str | None:
         """The mlx_lm parameter name, or None for tensors mlx_lm computes itself (rope freqs)."""
         if gguf_name in _GLOBAL_NAMES:

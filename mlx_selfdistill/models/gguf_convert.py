@@ -127,7 +127,43 @@ def quantization_config(plans: dict) -> dict | None:
 
 
 def _write_weights(gguf: GGUFFile, folder: Path, config: dict, *, cpu: bool, progress: bool) -> dict:
-    """Dequantize tensor by tensor, write ~1 GB shards as they fill; returns each tensor's plan."""
+    """Dequantize tensor by tensor into ~1 GB shards; returns each tensor's plan."""
+    if cpu:
+        return _write_float32(gguf, folder, progress=progress)
+    return _write_requantized(gguf, folder, progress=progress)
+
+
+def _write_float32(gguf: GGUFFile, folder: Path, *, progress: bool) -> dict:
+    """The CPU backend's float32 folder, streamed: one dequantized tensor in memory at a time."""
+    import numpy as np
+
+    from .safetensors_stream import plan_shards, write_shard
+
+    sources = {s.mlx_name: s for s in gguf.source_tensors()}
+    shapes = gguf.mlx_shapes()
+    shards = plan_shards(((name, shapes[name], np.float32) for name in sources), SHARD_BYTES)
+    index, written = {}, 0
+    with _progress_bar(f"converting {gguf.path.name}", sum(s.nbytes for s in sources.values()), progress) as advance:
+        def produce(name):
+            w = gguf.dequantized(sources[name].gguf_name)
+            advance(sources[name].nbytes)
+            return w
+
+        for i, entries in enumerate(shards, 1):
+            shard = f"model-{i:05d}.safetensors"
+            written += write_shard(folder / shard, entries, produce, metadata={"format": "mlx"})
+            index.update({name: shard for name, _, _ in entries})
+    _write_index(folder, index, written)
+    return {name: TensorPlan("float32") for name in sources}
+
+
+def _write_index(folder: Path, index: dict, written: int) -> None:
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": written}, "weight_map": index}, indent=2))
+
+
+def _write_requantized(gguf: GGUFFile, folder: Path, *, progress: bool) -> dict:
+    """Metal's folder: each tensor re-quantized to MLX bits per its GGUF type (through mx)."""
     import mlx.core as mx
 
     sources = gguf.source_tensors()
@@ -145,7 +181,7 @@ def _write_weights(gguf: GGUFFile, folder: Path, config: dict, *, cpu: bool, pro
     with _progress_bar(f"converting {gguf.path.name}", total, progress) as advance:
         for s in sources:
             w = gguf.dequantized(s.gguf_name)
-            plan = plan_tensor(s.mlx_name, s.qtype, w.shape, cpu=cpu)
+            plan = plan_tensor(s.mlx_name, s.qtype, w.shape, cpu=False)
             plans[s.mlx_name] = plan
             out = plan.apply(s.mlx_name, mx.array(w))
             del w
@@ -158,8 +194,7 @@ def _write_weights(gguf: GGUFFile, folder: Path, config: dict, *, cpu: bool, pro
             written += size
             advance(s.nbytes)
         flush()
-    (folder / "model.safetensors.index.json").write_text(
-        json.dumps({"metadata": {"total_size": written}, "weight_map": index}, indent=2))
+    _write_index(folder, index, written)
     return plans
 
 
