@@ -5,8 +5,9 @@ size and metadata still gets its own folder). Hashing costs ~1 s per GB, so the 
 memoized per (path, size, mtime, inode) and a file is hashed once per version.
 The cache lives in ~/.cache/mlx-selfdistill/gguf (or $MLX_SELFDISTILL_GGUF_CACHE); a folder
 is built under a temporary name and renamed into place, so a killed conversion leaves no
-half-written model behind. Tensors are dequantized one at a time and written in ~1 GB
-shards as they go: peak memory is one shard plus one tensor, not the whole model.
+half-written model behind. Tensors are dequantized one at a time into ~1 GB shards: the
+float32 (CPU) folder streams each straight to disk (peak: one tensor), the re-quantized
+(Metal) one goes through mx.quantize (peak: one shard plus one tensor).
 """
 
 from __future__ import annotations
