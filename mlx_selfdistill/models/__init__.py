@@ -23,7 +23,7 @@ TINY_ALIASES = {None, "", "tiny", "tiny-coder", "default"}
 
 
 def resolve_model(spec: str | os.PathLike | None) -> str:
-    """A local folder path or a hub id, with a one-line error for anything else."""
+    """A local model folder (GGUF files converted into the cache first) or a hub id; one-line errors."""
     if spec in TINY_ALIASES:
         if not (DEFAULT_MODEL / "config.json").exists():
             raise UserError(
