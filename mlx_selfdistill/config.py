@@ -46,6 +46,14 @@ class EvalSettings:
     seed: int = 1234
     ks: list = field(default_factory=lambda: [1])
     sweep: list = field(default_factory=list)  # temperatures to try after training
+    # prompts/styles.py name (e.g. evalplus for leaderboard figures); None: as the sample stage prompts.
+    prompt_style: Optional[str] = None
+
+    def __post_init__(self):
+        if self.prompt_style is not None:
+            from .prompts import get_style
+
+            get_style(self.prompt_style)  # an unknown name fails when the config is read, not after training
 
 
 @dataclass

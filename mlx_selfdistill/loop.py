@@ -196,7 +196,9 @@ class Run:
         kw = dict(n=cfg.n, top_k=cfg.top_k, top_p=cfg.top_p, min_p=cfg.min_p, max_tokens=cfg.max_tokens,
                   seed=cfg.seed, ks=cfg.ks, workers=self.config.workers, timeout_s=self.config.timeout_s,
                   progress=stage_callback(progress, "eval", label),
-                  sampling_kw={"raw_prompt": self.config.sample.raw_prompt, "max_batch": self.config.sample.max_batch,
+                  prompt_style=cfg.prompt_style,
+                  sampling_kw={"raw_prompt": self.config.sample.raw_prompt and cfg.prompt_style is None,
+                               "max_batch": self.config.sample.max_batch,
                                "max_kv_tokens": self.config.sample.max_kv_tokens})
         loaded = self.load(model, adapter)
         result = evaluate_model(loaded, problems, work_dir=self.dir / label / "eval",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from ..evaluation import compare_models
+from ..prompts import DEFAULT_STYLE, STYLES
 from ._common import out, print_json, table
 from ._progress import StageProgress
 
@@ -27,13 +28,16 @@ def _floats(text):
 @click.option("--top-k", type=int, default=0)
 @click.option("--top-p", type=float, default=1.0)
 @click.option("--max-tokens", type=int, default=512, show_default=True)
+@click.option("--prompt-style", type=click.Choice(list(STYLES)), default=DEFAULT_STYLE, show_default=True,
+              help="chat: the project's prompt; raw: no chat template; evalplus: EvalPlus's instruct prompt, "
+                   "to compare with published leaderboard figures.")
 @click.option("--sweep", help="Comma-separated temperatures to sweep (reports the best per model).")
 @click.option("--seed", type=int, default=0)
 @click.option("--workers", type=int)
 @click.option("--out", "out_dir", default="eval_out", show_default=True, type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True)
-def eval_cmd(model, adapter, problems_spec, n, ks, temperature, top_k, top_p, max_tokens, sweep, seed, workers,
-             out_dir, as_json):
+def eval_cmd(model, adapter, problems_spec, n, ks, temperature, top_k, top_p, max_tokens, prompt_style, sweep, seed,
+             workers, out_dir, as_json):
     """pass@k with the unbiased estimator, a 95% interval and a per-difficulty breakdown."""
     k_values = [int(k) for k in _floats(ks)]
     if n is None:
@@ -43,7 +47,7 @@ def eval_cmd(model, adapter, problems_spec, n, ks, temperature, top_k, top_p, ma
     with StageProgress(enabled=not as_json) as progress:
         results = compare_models(model, adapter, problems_spec, out_dir, sweep=_floats(sweep), progress=progress,
                                   n=n, ks=k_values, temperature=temperature, top_k=top_k, top_p=top_p,
-                                  max_tokens=max_tokens, seed=seed, workers=workers)
+                                  max_tokens=max_tokens, seed=seed, workers=workers, prompt_style=prompt_style)
     if as_json:
         print_json(results)
         return
@@ -61,4 +65,5 @@ def eval_cmd(model, adapter, problems_spec, n, ks, temperature, top_k, top_p, ma
                                         if lv in results[x]["by_difficulty"] else "-" for x in labels])
     if sweep:
         rows.append(["best T (sweep)"] + [f"{results[x]['sweep']['best_temperature']:g}" for x in labels])
-    out.print(table(f"eval on {problems_spec} (n={n}, T={temperature:g})", ["metric"] + labels, rows))
+    out.print(table(f"eval on {problems_spec} (n={n}, T={temperature:g}, prompt {prompt_style})", ["metric"] + labels,
+                    rows))
