@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 
 import click
@@ -71,8 +72,14 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mlx-selfdistill")
-def cli():
+@click.option("--keep-dtype", is_flag=True,
+              help="Run half-precision models in their stored dtype on the CPU backend (default: float32).")
+def cli(keep_dtype):
     """Make a code model better on your own machine: sample -> verify -> filter -> train -> evaluate -> bench."""
+    if keep_dtype:
+        from .models.precision import KEEP_DTYPE_ENV
+
+        os.environ[KEEP_DTYPE_ENV] = "1"  # read where models load (models.precision.keep_dtype)
 
 
 def main(argv=None):

@@ -10,7 +10,7 @@ from ._progress import StageProgress
 
 
 @click.command("bench")
-@click.option("--model", default="tiny", show_default=True, help="Model folder, Hugging Face id, or 'tiny'.")
+@click.option("--model", default="tiny", show_default=True, help="Model folder, Hugging Face id, GGUF file, ollama:NAME[:TAG], or 'tiny'.")
 @click.option("--adapter", type=click.Path(file_okay=False),
               help="Adapter folder: also bench base+adapter ('distilled'), interleaved with the base.")
 @click.option("--problems", "problems_spec", default="toy:heldout:50", show_default=True,

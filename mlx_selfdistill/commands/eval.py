@@ -19,7 +19,8 @@ def _floats(text):
 
 
 @click.command("eval")
-@click.option("--model", default="tiny", show_default=True)
+@click.option("--model", default="tiny", show_default=True,
+              help="Model folder, Hugging Face id, GGUF file, ollama:NAME[:TAG], or 'tiny'.")
 @click.option("--adapter", type=click.Path(file_okay=False), help="Also evaluate the model with this adapter.")
 @click.option("--problems", "problems_spec", required=True)
 @click.option("-n", "n", type=int, help="Samples per problem [default: 1 when greedy, else 4].")

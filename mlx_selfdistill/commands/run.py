@@ -34,7 +34,7 @@ def _ci(result: dict) -> str:
 @click.option("--preset", "preset_name", help="Start from a named preset (see `presets`).")
 @click.option("--name", help="Run name: the directory under --runs-dir.")
 @click.option("--method", type=click.Choice(["ssd", "rft", "confidence"]), help="Distillation method.")
-@click.option("--model", help="Model to distill: a folder, a Hugging Face id, or 'tiny'.")
+@click.option("--model", help="Model to distill: a folder, a Hugging Face id, a GGUF file, ollama:NAME[:TAG], or 'tiny'.")
 @click.option("--teacher", help="Teacher model that samples (teacher->student distillation).")
 @click.option("--problems", help="Training problem source (e.g. toy:train:300, mbpp+, rstar:seed_sft).")
 @click.option("--eval-problems", help="Evaluation problem source (e.g. toy:heldout:100, humaneval+).")

@@ -13,7 +13,7 @@ from ._common import console, out, print_json, table
 
 @click.command()
 @click.option("--model", "model_spec", default="tiny", show_default=True,
-              help="Local folder, Hugging Face id, or 'tiny' (the embedded model).")
+              help="Local folder, Hugging Face id, GGUF file, ollama:NAME[:TAG], or 'tiny' (the embedded model).")
 @click.option("--adapter", type=click.Path(file_okay=False), default=None, help="LoRA adapter folder.")
 @click.option("--problems", "problems_spec", required=True, help="Problem source (toy, humaneval+, a .jsonl, ...).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N problems.")

@@ -17,7 +17,7 @@ INPUT_KEYS = ("model", "data", "adapter_path", "valid_data", "resume")
 @click.command()
 @click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="YAML file of training options (mlx_lm.lora spellings accepted); flags override it.")
-@click.option("--model", "model_spec", default=None, help="Local folder, Hugging Face id, or 'tiny'. [default: tiny]")
+@click.option("--model", "model_spec", default=None, help="Local folder, Hugging Face id, GGUF file, ollama:NAME[:TAG], or 'tiny'. [default: tiny]")
 @click.option("--data", "data_path", default=None, type=click.Path(), help="Training JSONL of {\"messages\": [...]}.")
 @click.option("--valid-data", default=None, type=click.Path(), help="Validation JSONL (loss reported).")
 @click.option("--adapter-path", default=None, type=click.Path(file_okay=False),

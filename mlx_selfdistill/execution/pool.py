@@ -28,6 +28,7 @@ from typing import Callable, Iterable, Optional
 
 from ..errors import UserError
 from ..records import Problem, Sample, Verdict
+from . import seatbelt
 from .grading import Plan, grade, plan_tests
 
 WORKER_SCRIPT = str(Path(__file__).with_name("worker.py"))
@@ -136,8 +137,8 @@ class SandboxPool:
         os.mkdir(wdir, 0o711)
         box = os.path.join(wdir, "box")  # the children's cwd, HOME and TMPDIR (the worker's env too)
         cmd = [sys.executable, "-s", "-B", WORKER_SCRIPT]
-        if sys.platform == "darwin" and shutil.which("sandbox-exec") and self.config["network"] == "auto":
-            cmd = ["sandbox-exec", "-p", "(version 1)(allow default)(deny network*)"] + cmd
+        if seatbelt.available() and self.config["network"] == "auto":  # macOS: deny-by-default profile
+            cmd = seatbelt.wrap(cmd, wdir)
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 cwd=wdir, env=scrubbed_env(box, self.marker), close_fds=True,
                                 start_new_session=True)

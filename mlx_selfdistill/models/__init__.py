@@ -1,7 +1,9 @@
 """Load models, tokenizers and adapters; turn problems into prompt tokens.
 
 A model is named by a local folder, a Hugging Face id (`mlx-community/...`, fetched
-and cached by mlx_lm / huggingface_hub), or `tiny` (the embedded default model).
+and cached by mlx_lm / huggingface_hub), a GGUF file (converted once into a cached MLX
+folder, see gguf_convert), `ollama:NAME[:TAG]` (a local Ollama model's GGUF), or `tiny`
+(the embedded default model). `resolve_model` is the single place a name becomes a folder.
 """
 
 from __future__ import annotations
@@ -9,11 +11,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import UserError
-from .prompts import get_style
-from .records import Problem
+from ..errors import UserError
+from ..prompts import get_style
+from ..records import Problem
+from .local_stores import is_ollama_spec, resolve_ollama
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "assets" / "tiny-coder"
+GGUF_MAGIC = b"GGUF"  # the first four bytes of every GGUF file
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "tiny-coder"
 TINY_ALIASES = {None, "", "tiny", "tiny-coder", "default"}
 
 
@@ -27,7 +32,11 @@ def resolve_model(spec: str | os.PathLike | None) -> str:
             )
         return str(DEFAULT_MODEL)
     spec = str(spec)
+    if is_ollama_spec(spec):
+        return _gguf_folder(resolve_ollama(spec))
     path = Path(spec).expanduser()
+    if path.suffix.lower() == ".gguf" or (path.is_file() and _starts_with_gguf_magic(path)):
+        return _gguf_folder(path)  # missing/garbled files get one-line errors there
     if path.exists():
         if not (path / "config.json").exists():
             raise UserError(f"{path}: not a model folder (no config.json)")
@@ -37,6 +46,18 @@ def resolve_model(spec: str | os.PathLike | None) -> str:
     if not looks_like_hub_id:
         raise UserError(f"model {spec!r}: no such folder, and not a Hugging Face id like 'org/name'")
     return spec
+
+
+def _gguf_folder(path: Path) -> str:
+    from .gguf_convert import cached_model_folder  # numpy/gguf only when a GGUF is named
+
+    return str(cached_model_folder(path))
+
+
+def _starts_with_gguf_magic(path: Path) -> bool:
+    """Ollama blobs and renamed downloads are GGUFs without the suffix."""
+    with open(path, "rb") as f:
+        return f.read(4) == GGUF_MAGIC
 
 
 def check_adapter(adapter: str | os.PathLike | None) -> str | None:
@@ -55,12 +76,17 @@ def load_model(spec=None, adapter=None, *, lazy: bool = False):
     name = resolve_model(spec)
     adapter_path = check_adapter(adapter)
     try:
-        return load(name, adapter_path=adapter_path, lazy=lazy)
+        model, tokenizer = load(name, adapter_path=adapter_path, lazy=lazy)
     except UserError:
         raise
     except Exception as exc:  # network, missing files, unsupported architecture...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise UserError(f"could not load model {name!r}: {first}") from exc
+    from .gguf_convert import notice
+    from .precision import upcast_half_on_cpu
+
+    upcast_half_on_cpu(model, model_name(spec), log=notice)
+    return model, tokenizer
 
 
 def prompt_text(tokenizer, problem: Problem, *, raw: bool = False, style: str | None = None) -> str:
