@@ -95,6 +95,18 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
+def with_added_defaults(stored: dict) -> dict:
+    """A config written by an older version, with the fields added since at their defaults:
+    a run started before a field existed resumes as long as the new field keeps its default."""
+    defaults = RunConfig().to_dict()
+    out = {**{k: v for k, v in defaults.items() if k not in stored}, **stored}
+    for section in ("sample", "eval"):
+        if isinstance(stored.get(section), dict):
+            out[section] = {**{k: v for k, v in defaults[section].items() if k not in stored[section]},
+                            **stored[section]}
+    return out
+
+
 def unknown_fields(cls, values: dict) -> tuple[list[str], list[str]]:
     """(unknown keys, valid field names) of a mapping meant for a dataclass, both sorted."""
     names = sorted(f.name for f in dataclasses.fields(cls))

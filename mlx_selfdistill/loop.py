@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .config import RunConfig
+from .config import RunConfig, with_added_defaults
 from .errors import UserError
 from .filtering import FilterConfig, filter_samples, to_train_examples
 from .jsonl import write_json_atomic, write_jsonl_atomic
@@ -62,7 +62,7 @@ class Run:
         wanted = self.config.to_dict()
         if path.exists() and not overwrite:
             try:
-                existing = json.loads(path.read_text())
+                existing = with_added_defaults(json.loads(path.read_text()))
             except json.JSONDecodeError:
                 raise UserError(f"{path}: corrupt run config; delete the run directory to start over") from None
             if existing != wanted:

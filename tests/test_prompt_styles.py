@@ -196,3 +196,17 @@ def test_run_config_eval_prompt_style():
     assert EvalSettings().prompt_style is None  # as the sample stage prompts
     with pytest.raises(UserError, match="unknown prompt style 'nope'"):
         resolve_config(overrides={"eval": {"prompt_style": "nope"}})
+
+
+def test_a_run_started_before_eval_prompt_style_existed_resumes(tmp_path):
+    from mlx_selfdistill.loop import Run
+
+    cfg = resolve_config(preset_name="tiny-rft", overrides={"name": "old"})
+    Run(cfg, tmp_path)
+    stored = json.loads((tmp_path / "old" / "config.json").read_text())
+    del stored["eval"]["prompt_style"]  # as written by the version before prompt styles
+    (tmp_path / "old" / "config.json").write_text(json.dumps(stored))
+    Run(cfg, tmp_path)  # same settings: resumes
+    changed = resolve_config(preset_name="tiny-rft", overrides={"name": "old", "eval": {"prompt_style": "evalplus"}})
+    with pytest.raises(UserError, match="different config .*eval"):
+        Run(changed, tmp_path)
