@@ -51,6 +51,19 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def weights_sha256(folder: Path) -> str:
+    """One digest over the folder's weight files: equal digests, identical models (so styles
+    loaded through different paths - GGUF, a converted folder - ran the same weights)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(folder.glob("*.safetensors")):
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(8 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
 def _log(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
@@ -249,7 +262,7 @@ def main(argv=None) -> int:
         return 0
 
     from mlx_selfdistill.jsonl import write_json_atomic
-    from mlx_selfdistill.models import load_model
+    from mlx_selfdistill.models import load_model, resolve_model
     from mlx_selfdistill.platform_info import environment
     from mlx_selfdistill.problems import load_problems
 
@@ -278,6 +291,8 @@ def main(argv=None) -> int:
                "note": "GGUF: includes conversion unless the converted folder was cached"
                if str(args.model).endswith(".gguf") else "an MLX folder read by mlx_lm.load",
                "peak_rss_mb_before_load": round(rss0, 1), "peak_rss_mb_after_load": round(peak_rss_mb(), 1)}
+    folder = Path(resolve_model(args.model))  # the converted, cached folder for a GGUF
+    loading.update(model_folder=str(folder), weights_sha256=weights_sha256(folder))
     _log(f"loaded in {load_seconds:.1f}s ({loading['path']}), peak RSS {loading['peak_rss_mb_after_load']:.0f} MB")
 
     out_path = Path(args.out)
