@@ -230,8 +230,9 @@ def summarize(style: str, work: Path, result: dict, timing: dict, args) -> dict:
         "sampling": result["sampling"],
     }
     if style == "chat" and total == THROWAWAY["total"]:
-        block["vs_throwaway"] = {**THROWAWAY, "difference_problems": passed - THROWAWAY["passed"],
-                                 "within_tolerance": abs(passed - THROWAWAY["passed"]) <= THROWAWAY["tolerance_problems"]}
+        diff = passed - THROWAWAY["passed"]
+        block["vs_throwaway"] = {**THROWAWAY, "difference_problems": diff,
+                                 "within_tolerance": abs(diff) <= THROWAWAY["tolerance_problems"]}
     if style == "evalplus":
         lo, hi = wilson_interval(PUBLISHED["pass_at_1"] * total, total)
         block["vs_published"] = {**PUBLISHED, "published_ci95_at_this_n": [round(lo, 4), round(hi, 4)],

@@ -66,7 +66,8 @@ def sample_problems(model, tokenizer, problems: Iterable[Problem], *, n: int = 1
                     on_sample: Optional[Callable[[Sample], None]] = None,
                     on_tokens: Optional[Callable[[int], None]] = None, raw_prompt: bool = False,
                     prompt_style: Optional[str] = None, stop: Sequence[str] = (), max_batch: int = 32,
-                    max_kv_tokens: Optional[int] = None, prefill_step: int = 512, runaway: RunawayConfig = RunawayConfig(),
+                    max_kv_tokens: Optional[int] = None, prefill_step: int = 512,
+                    runaway: RunawayConfig = RunawayConfig(),
                     group="auto", stats: Optional[dict] = None) -> list[Sample]:
     """Draw samples 0..n-1 of every problem; returns all of them (old and new) in
     problem order then sample_index order.
