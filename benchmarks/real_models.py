@@ -199,6 +199,19 @@ def partial_result(problems, style: str, args) -> dict | None:
     return block
 
 
+def common_subset(args) -> dict:
+    """Each style's passes on the problems every style has sampled: a fair side-by-side while
+    the styles are at different points of their runs."""
+    from mlx_selfdistill.records import Verdict, read_records
+
+    styles = [s.strip() for s in args.styles.split(",") if s.strip()]
+    passed = {st: {v.problem_id: v.passed for v in read_records(Path(args.work_dir) / st / "verdicts.jsonl", Verdict,
+                                                                missing_ok=True)} for st in styles}
+    common = sorted(set.intersection(*(set(p) for p in passed.values()))) if passed else []
+    return {"problems": len(common), "passed": {st: sum(passed[st][pid] for pid in common) for st in styles},
+            "problem_ids": common}
+
+
 def summarize(style: str, work: Path, result: dict, timing: dict, args) -> dict:
     from mlx_selfdistill.metrics import wilson_interval
     from mlx_selfdistill.records import Sample, read_records
@@ -278,7 +291,8 @@ def main(argv=None) -> int:
                      f"sampled so far pass")
         out = Path(args.out).with_name(Path(args.out).stem + "_partial.json")
         write_json_atomic(out, {"benchmark": "real_models", "partial": True, "problems": args.problems,
-                                "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "styles": partial})
+                                "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "styles": partial,
+                                "on_problems_sampled_in_every_style": common_subset(args)})
         _log(f"wrote {out}")
         return 0
     _log(f"{len(problems)} problems from {problems[0].source}; loading {args.model}")
