@@ -48,6 +48,14 @@ class EvalSettings:
     seed: int = EVAL.seed
     ks: list = field(default_factory=lambda: [1])
     sweep: list = field(default_factory=list)  # temperatures to try after training
+    # prompts/styles.py name (e.g. evalplus for leaderboard figures); None: as the sample stage prompts.
+    prompt_style: Optional[str] = None
+
+    def __post_init__(self):
+        if self.prompt_style is not None:
+            from .prompts import get_style
+
+            get_style(self.prompt_style)  # an unknown name fails when the config is read, not after training
 
 
 @dataclass
@@ -87,6 +95,18 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def with_added_defaults(stored: dict) -> dict:
+    """A config written by an older version, with the fields added since at their defaults:
+    a run started before a field existed resumes as long as the new field keeps its default."""
+    defaults = RunConfig().to_dict()
+    out = {**{k: v for k, v in defaults.items() if k not in stored}, **stored}
+    for section in ("sample", "eval"):
+        if isinstance(stored.get(section), dict):
+            out[section] = {**{k: v for k, v in defaults[section].items() if k not in stored[section]},
+                            **stored[section]}
+    return out
 
 
 def unknown_fields(cls, values: dict) -> tuple[list[str], list[str]]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .config import RunConfig
+from .config import RunConfig, with_added_defaults
 from .errors import UserError
 from .filtering import FilterConfig, filter_samples, to_train_examples
 from .jsonl import write_json_atomic, write_jsonl_atomic
@@ -64,7 +64,7 @@ class Run:
         wanted = self.config.to_dict()
         if path.exists() and not overwrite:
             try:
-                existing = json.loads(path.read_text())
+                existing = with_added_defaults(json.loads(path.read_text()))
             except json.JSONDecodeError:
                 raise UserError(f"{path}: corrupt run config; delete the run directory to start over") from None
             if existing != wanted:
@@ -198,7 +198,9 @@ class Run:
         kw = dict(n=cfg.n, top_k=cfg.top_k, top_p=cfg.top_p, min_p=cfg.min_p, max_tokens=cfg.max_tokens,
                   seed=cfg.seed, ks=cfg.ks, workers=self.config.workers, timeout_s=self.config.timeout_s,
                   progress=stage_callback(progress, "eval", label),
-                  sampling_kw={"raw_prompt": self.config.sample.raw_prompt, "max_batch": self.config.sample.max_batch,
+                  prompt_style=cfg.prompt_style,
+                  sampling_kw={"raw_prompt": self.config.sample.raw_prompt and cfg.prompt_style is None,
+                               "max_batch": self.config.sample.max_batch,
                                "max_kv_tokens": self.config.sample.max_kv_tokens})
         loaded = self.load(model, adapter)
         result = evaluate_model(loaded, problems, work_dir=self.dir / label / "eval",

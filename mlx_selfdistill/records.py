@@ -92,6 +92,8 @@ class Sample:
     sampling: dict = field(default_factory=dict)  # temperature, top_k, top_p, min_p, seed
     # Text before the final code block (a teacher's reasoning), kept for teacher->student.
     reasoning: str = ""
+    # The prompt style that produced it (prompts/styles.py); "" in files written before styles.
+    prompt_style: str = ""
 
     @property
     def key(self) -> tuple[str, int]:

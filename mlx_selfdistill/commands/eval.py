@@ -7,6 +7,7 @@ import click
 
 from ..decoding import EVAL, caption
 from ..evaluation import compare_models
+from ..prompts import DEFAULT_STYLE, STYLES
 from ._common import out, print_json, table
 from ._progress import StageProgress
 
@@ -30,13 +31,16 @@ def _floats(text):
 @click.option("--top-p", type=float, default=EVAL.top_p, show_default=True, help="1: no top-p.")
 @click.option("--min-p", type=float, default=EVAL.min_p, show_default=True, help="0: no min-p.")
 @click.option("--max-tokens", type=int, default=EVAL.max_tokens, show_default=True)
+@click.option("--prompt-style", type=click.Choice(list(STYLES)), default=DEFAULT_STYLE, show_default=True,
+              help="chat: the project's prompt; raw: no chat template; evalplus: EvalPlus's instruct prompt, "
+                   "to compare with published leaderboard figures.")
 @click.option("--sweep", help="Comma-separated temperatures to sweep (reports the best per model).")
 @click.option("--seed", type=int, default=EVAL.seed, show_default=True)
 @click.option("--workers", type=int)
 @click.option("--out", "out_dir", default="eval_out", show_default=True, type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True)
-def eval_cmd(model, adapter, problems_spec, n, ks, temperature, top_k, top_p, min_p, max_tokens, sweep, seed,
-             workers, out_dir, as_json):
+def eval_cmd(model, adapter, problems_spec, n, ks, temperature, top_k, top_p, min_p, max_tokens, prompt_style, sweep,
+             seed, workers, out_dir, as_json):
     """pass@k with the unbiased estimator, a 95% interval and a per-difficulty breakdown."""
     k_values = [int(k) for k in _floats(ks)]
     if n is None:
@@ -46,7 +50,8 @@ def eval_cmd(model, adapter, problems_spec, n, ks, temperature, top_k, top_p, mi
     with StageProgress(enabled=not as_json) as progress:
         results = compare_models(model, adapter, problems_spec, out_dir, sweep=_floats(sweep), progress=progress,
                                   n=n, ks=k_values, temperature=temperature, top_k=top_k, top_p=top_p,
-                                  min_p=min_p, max_tokens=max_tokens, seed=seed, workers=workers)
+                                  min_p=min_p, max_tokens=max_tokens, seed=seed, workers=workers,
+                                  prompt_style=prompt_style)
     if as_json:
         print_json(results)
         return
@@ -64,5 +69,5 @@ def eval_cmd(model, adapter, problems_spec, n, ks, temperature, top_k, top_p, mi
                                         if lv in results[x]["by_difficulty"] else "-" for x in labels])
     if sweep:
         rows.append(["best T (sweep)"] + [f"{results[x]['sweep']['best_temperature']:g}" for x in labels])
-    out.print(table(f"eval on {problems_spec}", ["metric"] + labels, rows))
+    out.print(table(f"eval on {problems_spec} (prompt {prompt_style})", ["metric"] + labels, rows))
     out.print(caption(results[labels[0]]["sampling"]), markup=False)

@@ -7,6 +7,7 @@ import click
 from ..config import list_presets, resolve_config
 from ..decoding import caption
 from ..loop import run as run_loop
+from ..prompts import STYLES
 from ._common import out, print_json, table
 from ._progress import StageProgress
 
@@ -50,6 +51,8 @@ def _ci(result: dict) -> str:
 @click.option("--top-k", type=int)
 @click.option("--top-p", type=float)
 @click.option("--eval-temperature", type=float, help="Decoding temperature for evaluation.")
+@click.option("--eval-prompt-style", type=click.Choice(list(STYLES)),
+              help="Prompt style for evaluation (evalplus: EvalPlus's instruct prompt) [default: as sampled].")
 @click.option("--iters", type=int, help="Training steps per round.")
 @click.option("--seed", type=int)
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
@@ -58,13 +61,13 @@ def _ci(result: dict) -> str:
 @click.option("--overwrite", is_flag=True, help="Replace a run directory started with another config.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def run(config_file, preset_name, name, method, model, teacher, problems, eval_problems, rounds, n, temperature,
-        top_k, top_p, eval_temperature, iters, seed, assignments, runs_dir, overwrite, as_json):
+        top_k, top_p, eval_temperature, eval_prompt_style, iters, seed, assignments, runs_dir, overwrite, as_json):
     """Run (or resume) self-distillation rounds: sample, verify, filter, train, evaluate."""
     overrides = {
         "name": name, "method": method, "model": model, "teacher": teacher, "problems": problems,
         "rounds": rounds,
         "sample": {"n": n, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed},
-        "eval": {"problems": eval_problems, "temperature": eval_temperature},
+        "eval": {"problems": eval_problems, "temperature": eval_temperature, "prompt_style": eval_prompt_style},
         "train": {"iters": iters},
     }
     config = resolve_config(preset_name=preset_name, config_file=config_file, overrides=overrides,
