@@ -91,18 +91,12 @@ def humaneval_subset(path: Path, n: int = 5) -> Path:
 
 
 def cli_json(args, capsys):
-    import time
-
     capsys.readouterr()
-    start = time.perf_counter()
     try:
         main([*args, "--json"])
     except SystemExit as exc:
         assert exc.code in (0, None), capsys.readouterr().err
-    out = capsys.readouterr().out
-    with capsys.disabled():
-        print(f"\n{args[0]}: {time.perf_counter() - start:.1f} s")
-    return json.loads(out)
+    return json.loads(capsys.readouterr().out)
 
 
 @needs_smollm2
