@@ -29,6 +29,7 @@ from typing import Callable, Iterable, Optional
 from ..errors import UserError
 from ..records import Problem, Sample, Verdict
 from .grading import Plan, grade, plan_tests
+from .protections import AREAS, entry, refusal
 
 WORKER_SCRIPT = str(Path(__file__).with_name("worker.py"))
 # Imported once in each worker so candidates' most common imports cost nothing after the
@@ -89,7 +90,8 @@ class _Worker:
 class SandboxPool:
     def __init__(self, workers: Optional[int] = None, timeout_s: float = 5.0, memory_mb: Optional[int] = 1024,
                  *, output_bytes: int = DEFAULT_OUTPUT_BYTES, network: str = "auto", memory_guard: str = "auto",
-                 nproc: int = 64, preimport: Iterable[str] = PREIMPORT):
+                 nproc: int = 64, preimport: Iterable[str] = PREIMPORT, disk_mb: int = 64, disk_files: int = 1000,
+                 unsafe_no_isolation: bool = False):
         if os.name != "posix":
             raise UserError("the sandbox needs a POSIX system (Linux or macOS); run verify under WSL on Windows")
         if workers is not None and workers < 1:
@@ -102,9 +104,15 @@ class SandboxPool:
             raise UserError(f"network must be auto, seccomp or none, got {network!r}")
         if memory_guard not in ("auto", "rlimit", "rss", "both"):
             raise UserError(f"memory_guard must be auto, rlimit, rss or both, got {memory_guard!r}")
+        if disk_mb < 1 or disk_files < 16:
+            raise UserError(f"the disk bound must allow at least 1 MiB and 16 files, got {disk_mb} MiB, {disk_files}")
         self.n_workers = workers or default_workers()
+        # Refuse to start without a filesystem allow-list, unless the caller says otherwise.
+        self.unsafe_no_isolation = bool(unsafe_no_isolation)
+        self.launcher: dict = {}  # protections the command wrapping each worker provides (macOS)
         self.timeout_s, self.memory_mb, self.output_bytes = float(timeout_s), memory_mb, int(output_bytes)
-        self.config = {"network": network, "memory_guard": memory_guard, "nproc": nproc, "preimport": list(preimport)}
+        self.config = {"network": network, "memory_guard": memory_guard, "nproc": nproc, "preimport": list(preimport),
+                       "disk_mb": int(disk_mb), "disk_files": int(disk_files)}
         self.workers: list[_Worker] = []
         self.root: Optional[str] = None
         self.marker = ""
@@ -123,6 +131,9 @@ class SandboxPool:
         try:
             procs = [self._spawn(i) for i in range(self.n_workers)]  # start all, then wait for all
             self.workers = [self._handshake(i, p) for i, p in enumerate(procs)]
+            reason = refusal(self.protections)
+            if reason and not self.unsafe_no_isolation:
+                raise UserError(reason)
         except BaseException:
             self.close()
             raise
@@ -138,6 +149,10 @@ class SandboxPool:
         cmd = [sys.executable, "-s", "-B", WORKER_SCRIPT]
         if sys.platform == "darwin" and shutil.which("sandbox-exec") and self.config["network"] == "auto":
             cmd = ["sandbox-exec", "-p", "(version 1)(allow default)(deny network*)"] + cmd
+            self.launcher = {"filesystem": entry(False, "Seatbelt profile allows all file access"),
+                             "network": entry(True, "Seatbelt: network denied"),
+                             "processes": entry(False, "same uid, no process scoping"),
+                             "uid": entry(False, "same as the pool")}
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 cwd=wdir, env=scrubbed_env(box, self.marker), close_fds=True,
                                 start_new_session=True)
@@ -163,8 +178,16 @@ class SandboxPool:
 
     @property
     def protections(self) -> dict:
-        """What each worker managed to set up (network isolation, uid, subreaper, memory guard)."""
-        return dict(self.workers[0].info.get("protections", {})) if self.workers else {}
+        """What holds for candidates (protections.py: filesystem, network, processes, uid,
+        disk, each {"ok", "how"}), as the first worker and its launcher report it."""
+        if not self.workers:
+            return {}
+        report = dict(self.workers[0].info.get("protections", {}))
+        for area, value in self.launcher.items():
+            report.setdefault(area, value)
+        for area in AREAS:
+            report.setdefault(area, entry(False, "not provided on this platform"))
+        return report
 
     def close(self) -> None:
         for w in self.workers:
