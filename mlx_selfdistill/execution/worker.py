@@ -121,7 +121,7 @@ class Worker:
         if flags & namespaces.CLONE_NEWUSER:
             namespaces.drop_capabilities()  # the user namespace gave us some; children get none
         protect.no_new_privs()
-        version = landlock.abi()
+        version = landlock.abi() if config.get("landlock", True) else 0
         if version:
             try:
                 self.landlock = landlock.Ruleset(version, self.box, landlock.read_paths())
