@@ -247,6 +247,23 @@ def test_pool_refuses_to_start_without_a_filesystem_allow_list():
         assert unsafe.judge(ADD, "def add(a, b):\n    return a + b\n").status == "pass"
 
 
+@pytest.mark.skipif(not os.uname().sysname == "Linux", reason="Landlock is Linux-only")
+def test_without_namespaces_landlock_still_holds_and_the_disk_is_measured():
+    # As on a kernel that refuses unprivileged user namespaces (e.g. Ubuntu's AppArmor policy).
+    p = SandboxPool(workers=1, timeout_s=5, disk_files=20)
+    p.config["namespaces"] = False
+    with p:
+        prot = p.protections
+        assert prot["filesystem"]["ok"] and "measured" in prot["disk"]["how"], prot
+        many = "def add(a, b):\n    for i in range(500):\n        open('f%d' % i, 'w').close()\n    return a + b\n"
+        assert p.judge(ADD, many).status == "output_limit"
+        escape = "def add(a, b):\n    open('../../escaped', 'w').close()\n    return a + b\n"
+        v = p.judge(ADD, escape)
+        assert v.status == "error" and "PermissionError" in v.detail, v
+        assert not os.path.exists(os.path.join(p.root, "escaped"))
+        assert p.judge(ADD, "def add(a, b):\n    return a + b\n").status == "pass"
+
+
 def test_refusal_names_the_missing_area():
     report = {a: {"ok": True, "how": "x"} for a in AREAS}
     assert refusal(report) is None

@@ -92,7 +92,7 @@ class Worker:
         seccomp filter the children install; returns the protections report."""
         root = self.uid is not None
         network = config.get("network", "auto")
-        flags = namespaces.probe(self.box)
+        flags = namespaces.probe(self.box) if config.get("namespaces", True) else 0
         if network != "auto":
             flags &= ~namespaces.CLONE_NEWNET
         entered = namespaces.enter(flags)  # with a PID namespace, we are its init from here on
