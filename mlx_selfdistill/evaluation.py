@@ -51,7 +51,8 @@ def evaluate_verdicts(problems: Sequence[Problem], verdicts: Iterable[Verdict], 
 def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, adapter=None, n: int = 1,
                    temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0,
                    max_tokens: int = 256, seed: int = 0, ks: Iterable[int] = (1,), workers=None,
-                   timeout_s: float = 5.0, progress=None, sampling_kw: dict | None = None) -> dict:
+                   timeout_s: float = 5.0, progress=None, sampling_kw: dict | None = None,
+                   unsafe_no_isolation: bool = False) -> dict:
     """Sample n per problem, verify in the sandbox, summarise. Resumes from work_dir's files.
 
     `model` is a model spec (path, hub id, 'tiny') or a loaded (model, tokenizer) pair.
@@ -78,7 +79,7 @@ def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, 
     )
     samples = read_records(samples_path, Sample)
     verdicts, _ = verify_into_file(list(problems), samples, work_dir / "verdicts.jsonl", workers=workers,
-                                   timeout_s=timeout_s, on_result=tick)
+                                   timeout_s=timeout_s, on_result=tick, unsafe_no_isolation=unsafe_no_isolation)
     result = evaluate_verdicts(problems, verdicts, ks, seed=seed)
     result["sampling"] = {"n": n, "temperature": temperature, "top_k": top_k, "top_p": top_p, "min_p": min_p,
                           "max_tokens": max_tokens, "seed": seed}

@@ -59,7 +59,7 @@ class Run:
     # -- bookkeeping --------------------------------------------------------------------
     def _check_config(self, overwrite: bool) -> None:
         path = self.dir / "config.json"
-        wanted = self.config.to_dict()
+        wanted = self.config.identity()
         if path.exists() and not overwrite:
             try:
                 existing = json.loads(path.read_text())
@@ -147,6 +147,7 @@ class Run:
         total = len({s.key for s in samples})
         verdicts, _ = verify_into_file(self.problems(self.config.problems), samples, path,
                                        workers=self.config.workers, timeout_s=self.config.timeout_s,
+                                       unsafe_no_isolation=self.config.unsafe_no_isolation,
                                        on_result=(lambda v: callback({"advance": 1, "total": total}))
                                        if callback else None)
         return verdicts
@@ -195,6 +196,7 @@ class Run:
         problems = self.problems(cfg.problems)
         kw = dict(n=cfg.n, top_k=cfg.top_k, top_p=cfg.top_p, min_p=cfg.min_p, max_tokens=cfg.max_tokens,
                   seed=cfg.seed, ks=cfg.ks, workers=self.config.workers, timeout_s=self.config.timeout_s,
+                  unsafe_no_isolation=self.config.unsafe_no_isolation,
                   progress=stage_callback(progress, "eval", label),
                   sampling_kw={"raw_prompt": self.config.sample.raw_prompt, "max_batch": self.config.sample.max_batch,
                                "max_kv_tokens": self.config.sample.max_kv_tokens})

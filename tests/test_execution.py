@@ -428,6 +428,11 @@ def test_verify_command(tmp_path):
     assert summary["verdicts"] == 4 and summary["by_status"]["pass"] == 2
     res = CliRunner().invoke(cli, ["verify", "--problems", str(problems), str(samples), "-o", str(out)])
     assert res.exit_code == 0 and "skipped 4" in res.output
+    out.unlink()
+    res = CliRunner().invoke(cli, ["verify", "--problems", str(problems), str(samples), "-o", str(out),
+                                   "--unsafe-no-isolation", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert "sandbox protections" in res.output and "filesystem" in res.output and "in force" in res.output
 
 
 def test_verify_command_errors_are_one_line(tmp_path, capsys):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import out, print_json
+from ._common import out, print_json, unsafe_option
 from ._progress import StageProgress
 
 
@@ -34,8 +34,9 @@ from ._progress import StageProgress
 @click.option("--raw-prompt", is_flag=True, help="No chat template: the problem text as a plain prompt.")
 @click.option("--out", "out_dir", default="bench_out", show_default=True, type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@unsafe_option
 def bench(model, adapter, problems_spec, n, trials, temperature, top_k, top_p, min_p, max_tokens, decode_tokens,
-          idle_seconds, seed, workers, timeout_s, no_fuse, raw_prompt, out_dir, as_json):
+          idle_seconds, seed, workers, timeout_s, no_fuse, raw_prompt, out_dir, as_json, unsafe_no_isolation):
     """Tokens/sec, energy, J per solve and pass@1 per watt of a model and its distilled version,
     measured in the same run (idle baseline, warm-up, interleaved trials).
 
@@ -52,7 +53,8 @@ def bench(model, adapter, problems_spec, n, trials, temperature, top_k, top_p, m
         result = run_bench(model, adapter, problems=problems_spec, n=n, trials=trials, out_dir=out_dir,
                            temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, max_tokens=max_tokens,
                            seed=seed, idle_seconds=idle_seconds, decode_tokens=decode_tokens, workers=workers,
-                           timeout_s=timeout_s, fuse=not no_fuse, raw_prompt=raw_prompt, progress=progress)
+                           timeout_s=timeout_s, fuse=not no_fuse, raw_prompt=raw_prompt, progress=progress,
+                           unsafe_no_isolation=unsafe_no_isolation)
     if as_json:
         print_json(result)
         return

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from ..evaluation import compare_models
-from ._common import out, print_json, table
+from ._common import out, print_json, table, unsafe_option
 from ._progress import StageProgress
 
 
@@ -32,8 +32,9 @@ def _floats(text):
 @click.option("--workers", type=int)
 @click.option("--out", "out_dir", default="eval_out", show_default=True, type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True)
+@unsafe_option
 def eval_cmd(model, adapter, problems_spec, n, ks, temperature, top_k, top_p, max_tokens, sweep, seed, workers,
-             out_dir, as_json):
+             out_dir, as_json, unsafe_no_isolation):
     """pass@k with the unbiased estimator, a 95% interval and a per-difficulty breakdown."""
     k_values = [int(k) for k in _floats(ks)]
     if n is None:
@@ -43,7 +44,8 @@ def eval_cmd(model, adapter, problems_spec, n, ks, temperature, top_k, top_p, ma
     with StageProgress(enabled=not as_json) as progress:
         results = compare_models(model, adapter, problems_spec, out_dir, sweep=_floats(sweep), progress=progress,
                                   n=n, ks=k_values, temperature=temperature, top_k=top_k, top_p=top_p,
-                                  max_tokens=max_tokens, seed=seed, workers=workers)
+                                  max_tokens=max_tokens, seed=seed, workers=workers,
+                                  unsafe_no_isolation=unsafe_no_isolation)
     if as_json:
         print_json(results)
         return

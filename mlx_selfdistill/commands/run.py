@@ -6,7 +6,7 @@ import click
 
 from ..config import list_presets, resolve_config
 from ..loop import run as run_loop
-from ._common import out, print_json, table
+from ._common import out, print_json, table, unsafe_option
 from ._progress import StageProgress
 
 
@@ -48,8 +48,9 @@ def _ci(result: dict) -> str:
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--overwrite", is_flag=True, help="Replace a run directory started with another config.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@unsafe_option
 def run(config_file, preset_name, name, method, model, teacher, problems, eval_problems, rounds, n, temperature,
-        top_k, top_p, eval_temperature, iters, seed, runs_dir, overwrite, as_json):
+        top_k, top_p, eval_temperature, iters, seed, runs_dir, overwrite, as_json, unsafe_no_isolation):
     """Run (or resume) self-distillation rounds: sample, verify, filter, train, evaluate."""
     overrides = {
         "name": name, "method": method, "model": model, "teacher": teacher, "problems": problems,
@@ -57,6 +58,7 @@ def run(config_file, preset_name, name, method, model, teacher, problems, eval_p
         "sample": {"n": n, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed},
         "eval": {"problems": eval_problems, "temperature": eval_temperature},
         "train": {"iters": iters},
+        "unsafe_no_isolation": unsafe_no_isolation or None,
     }
     config = resolve_config(preset_name=preset_name, config_file=config_file, overrides=overrides)
     with StageProgress(enabled=not as_json) as progress:

@@ -352,6 +352,16 @@ class SandboxPool:
         self.restarts += 1
 
 
+def inspect_protections() -> dict:
+    """What holds for candidates on this machine: a one-worker pool is started (even where it
+    would refuse to run candidates) and its report returned, with `refused`: the reason a
+    pool would not start here, or None."""
+    with SandboxPool(workers=1, timeout_s=5, unsafe_no_isolation=True) as pool:
+        report = pool.protections
+    report["refused"] = refusal(report)
+    return report
+
+
 def _kill(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
