@@ -64,3 +64,10 @@ def test_cli_lists_presets():
 def test_run_config_rejects_unknown_method_directly():
     with pytest.raises(UserError):
         RunConfig(method="x")
+
+
+def test_unsafe_no_isolation_is_not_part_of_a_runs_identity():
+    from mlx_selfdistill.config import RunConfig
+
+    assert RunConfig(unsafe_no_isolation=True).identity() == RunConfig().identity()
+    assert "unsafe_no_isolation" not in RunConfig().identity() and RunConfig().to_dict()["unsafe_no_isolation"] is False

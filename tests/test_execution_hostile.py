@@ -498,3 +498,27 @@ def test_protections_in_force(pool):
     prot = pool.protections
     assert prot["filesystem"]["ok"] and prot["processes"]["ok"] and prot["network"]["ok"], prot
     assert prot["uid"]["ok"] == (pool.mode == "root")
+
+
+def test_a_sibling_candidate_cannot_be_killed_or_traced(pool):
+    # Two candidates at once, one per worker: the attacker signals and ptraces every pid near
+    # its own (the sibling's among them when pids are shared); the sibling must live to answer.
+    sibling = "import time\ndef add(a, b):\n    time.sleep(0.3)\n    return a + b\n"
+    attacker = textwrap.dedent("""
+        import ctypes, os, signal, time
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+        time.sleep(0.05)
+        me = os.getpid()
+        for pid in range(max(2, me - 300), me + 300):
+            if pid != me:
+                libc.ptrace(16, pid, None, None)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+    """) + CORRECT_ADD
+    # The pool queues two jobs per worker: the sibling and a filler go to one, the attacker to the other.
+    verdicts = pool.judge_many([(ADD, sibling), (ADD, CORRECT_ADD), (ADD, attacker), (ADD, CORRECT_ADD)])
+    assert [v.status for v in verdicts] == ["pass"] * 4, verdicts
+    assert pool.canary_alive

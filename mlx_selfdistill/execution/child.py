@@ -88,7 +88,7 @@ def enter_sandbox(report_fd: int, box: str, settings: dict, source: str = "") ->
     if ruleset is not None and not ruleset.enter():
         raise OSError("could not enter the Landlock domain")
     seccomp = settings.get("seccomp")
-    if seccomp is not None and seccomp.fprog is not None and not seccomp.install():
+    if seccomp is not None and not seccomp.enter():
         raise OSError("could not install the seccomp filter")
     os.closerange(REPORT_FD + 1, max(null + 1, 1 << 16))
     apply_limits(settings["limits"])

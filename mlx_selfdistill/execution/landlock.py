@@ -93,7 +93,7 @@ class Ruleset:
         scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if version >= 6 else 0
         size = 24 if version >= 6 else 16 if version >= 4 else 8
         attr = ctypes.create_string_buffer(struct.pack("QQQ", fs, net, scoped)[:size], size)
-        call = _libc_syscall()
+        call = self._syscall = _libc_syscall()
         fd = call(SYS_CREATE_RULESET, attr, ctypes.c_size_t(size), 0)
         if fd < 0:
             raise OSError(ctypes.get_errno(), "landlock_create_ruleset failed")
@@ -128,7 +128,7 @@ class Ruleset:
     def enter(self) -> bool:
         """Restrict the calling process (a freshly forked child) to this ruleset. Needs
         no_new_privs (set once in the worker, inherited) or CAP_SYS_ADMIN."""
-        return _libc_syscall()(SYS_RESTRICT_SELF, self.fd, 0) == 0
+        return self._syscall(SYS_RESTRICT_SELF, self.fd, 0) == 0
 
     def close(self) -> None:
         if self.fd >= 0:

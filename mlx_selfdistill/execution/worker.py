@@ -131,6 +131,8 @@ class Worker:
             # Candidates share our uid: no chmod/chown/utime/xattr by path (Landlock does not
             # cover file metadata), and we cannot be ptraced by them.
             self.metadata_filter = protect.SeccompFilter(deny_metadata=True)
+            if self.metadata_filter.fprog is None:  # an architecture without a syscall table here
+                self.metadata_filter = None
             protect.set_dumpable(False)
         self.disk_watch = not mounts.get("box_tmpfs")
         return self.report(root, flags, mounts, net)
@@ -140,6 +142,8 @@ class Worker:
         rep = {"platform": sys.platform}
         if ll:
             how = f"Landlock ABI {ll['abi']}: writes only in its box; reads only the interpreter and system libraries"
+            if self.metadata_filter is not None:
+                how += "; no chmod/chown/utime/xattr by path (seccomp)"
             rep["filesystem"] = protections.entry(True, how)
         else:
             rep["filesystem"] = protections.entry(False, "Landlock unavailable")
