@@ -42,7 +42,7 @@ def _serve() -> None:
         sys.stdout.flush()
 
     options = json.loads(sys.stdin.readline())
-    fds_before = set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else set()
+    fds_before = _open_fds()
     # A process of the pool's user outside the sandbox: the "other program" candidates must not touch.
     canary = subprocess.Popen(["sleep", "600"], stdin=subprocess.DEVNULL)
     pool = SandboxPool(**options).start()
@@ -59,9 +59,15 @@ def _serve() -> None:
     canary_alive = canary.poll() is None
     canary.kill()
     canary.wait()
-    fds_after = set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else set()
     send({"closed": True, "canary_alive": canary_alive, "root_exists": os.path.exists(root),
-          "leaked_fds": sorted(fds_after - fds_before - {str(sys.stdin.fileno())})})
+          "leaked_fds": sorted(_open_fds() - fds_before - {str(sys.stdin.fileno())})})
+
+
+def _open_fds() -> set:
+    for where in ("/proc/self/fd", "/dev/fd"):  # Linux, macOS
+        if os.path.isdir(where):
+            return set(os.listdir(where))
+    return set()
 
 
 # -- the client (in the test process) ----------------------------------------------------------
