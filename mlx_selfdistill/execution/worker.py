@@ -323,7 +323,7 @@ class Worker:
             if reason is None and self.rss_watch and limit and self.memory_of(pid) > limit:
                 reason = "memory"
             if reason is None and disk0 is not None and self.disk_exceeded(disk0):
-                reason = "output_limit"
+                reason = "disk_limit"
             wait_ms = min(wait_ms * 2, 20.0)
         duration = time.monotonic() - t0
         os.close(r)
