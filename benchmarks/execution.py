@@ -311,7 +311,8 @@ def main() -> None:
     t0 = time.perf_counter()
     pool = SandboxPool(workers=workers, timeout_s=args.timeout, memory_mb=1024).start()
     startup = time.perf_counter() - t0
-    pools = {"root" if os.geteuid() == 0 else "user": lambda which: run_pool(pool, trivial if which == "trivial" else mix)}
+    sets = {"trivial": trivial, "mix": mix}
+    pools = {"root" if os.geteuid() == 0 else "user": lambda which: run_pool(pool, sets[which])}
     protections = {next(iter(pools)): pool.protections}
     user_pool = None
     if os.geteuid() == 0:

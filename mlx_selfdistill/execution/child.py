@@ -69,7 +69,8 @@ def assist_imports(source: str) -> None:
 
 
 def enter_sandbox(report_fd: int, box: str, settings: dict, source: str = "") -> None:
-    """Own session, box as cwd, only fds 0-3 open, limits, unprivileged uid, die with the worker.
+    """Own session, box as cwd, the Landlock domain (and seccomp filter), only fds 0-3 open,
+    limits, unprivileged uid, die with the worker.
 
     Every step here costs page faults in the forked child (the dominant cost of a trivial
     candidate), so whatever can be done once in the worker is done there instead."""

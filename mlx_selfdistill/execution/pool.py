@@ -7,7 +7,9 @@
 Workers are started once (python worker.py, scrubbed environment, own session), and each
 candidate costs one fork in a warm worker instead of a fresh interpreter. The pool keeps
 the expected values and grades (grading.py); a worker that dies or stops answering is
-replaced and its candidate gets a crash / timeout verdict.
+replaced and its candidate gets a crash / timeout verdict. `pool.protections` says what
+holds for candidates (protections.py); the pool refuses to start without a filesystem
+allow-list unless built with unsafe_no_isolation=True.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """OS-level protections for the sandbox, via ctypes (stdlib only: the worker imports this
-file directly). Each function degrades gracefully and says what it managed, so the pool
-can record which protections are really active on this machine.
+file directly): prctl flags, the seccomp filters, the uid switch, resource limits, process
+inspection. Each function degrades gracefully and says what it managed, so the pool can
+record which protections are really active on this machine. Landlock and namespaces have
+modules of their own.
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
 """A sandbox worker: a small single-threaded process that forks one child per candidate.
 
-Started by SandboxPool with a scrubbed environment as `python -s -B worker.py`. It imports
-what candidates commonly need once (so each fork starts warm), cuts itself off the network,
-becomes a subreaper, then loops: read a job line on stdin, fork the child (child.py), wait
-for its report with a wall-clock deadline, kill its whole process group and every
-descendant left behind, empty the box directory, and write one reply line on stdout.
+Started by SandboxPool with a scrubbed environment as `python -s -B worker.py`. Once, it
+isolates itself (Linux: namespaces.py - its own user, mount, network and PID namespace with
+a capped tmpfs box and private /tmp; landlock.py - the ruleset each child enters; a seccomp
+filter when candidates share our uid), reports what holds (protections.py), and imports
+what candidates commonly need (so each fork starts warm). Then it loops: read a job line on
+stdin, fork the child (child.py), wait for its report with a wall-clock deadline, kill its
+whole process group and every descendant left behind, empty the box, and write one reply
+line on stdout.
 
 The reply carries the child's raw report text (capped); the pool decodes and grades it.
 Stdlib only: this file runs outside the package.
