@@ -95,6 +95,7 @@ class Worker:
         seccomp filter the children install; returns the protections report."""
         root = self.uid is not None
         network = config.get("network", "auto")
+        # config "namespaces" / "landlock" = False: behave as on a kernel without them (tests).
         flags = namespaces.probe(self.box) if config.get("namespaces", True) else 0
         if network != "auto":
             flags &= ~namespaces.CLONE_NEWNET
