@@ -261,10 +261,14 @@ def test_patched_builtins_cannot_fake_a_pass(pool):
     assert_recovers(pool)
 
 
-def test_killing_the_parent_is_not_a_pass(pool):
+def test_killing_the_parent_fails_and_fakes_nothing(pool):
+    # Uncaught: the kill raises (another uid, or Landlock's scope) or the worker, a PID
+    # namespace's init, ignores it; either way the worker lives on and nothing is faked.
     code = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n" + CORRECT_ADD
+    restarts = pool.restarts
     v = judge(pool, code)
-    assert v.status != "pass", v
+    assert v.status in ("pass", "error") and (v.status == "pass" or "PermissionError" in v.detail), v
+    assert pool.restarts == restarts
     assert_recovers(pool)
 
 
