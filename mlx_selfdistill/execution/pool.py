@@ -133,9 +133,10 @@ class SandboxPool:
         try:
             procs = [self._spawn(i) for i in range(self.n_workers)]  # start all, then wait for all
             self.workers = [self._handshake(i, p) for i, p in enumerate(procs)]
-            reason = refusal(self.protections)
-            if reason and not self.unsafe_no_isolation:
-                raise UserError(reason)
+            for w in self.workers:  # each worker sets up its own isolation: all must hold
+                reason = refusal(dict(self.launcher, **w.info.get("protections", {})))
+                if reason and not self.unsafe_no_isolation:
+                    raise UserError(reason)
         except BaseException:
             self.close()
             raise
