@@ -139,8 +139,10 @@ def mode_available(mode: str) -> tuple[bool, str]:
 def make_home(owner: tuple[int, int] | None) -> str:
     """A temporary HOME with a planted SSH key, token, .bashrc and notes. Everything is
     world-readable (and .bashrc and notes world-writable), so that only the sandbox's
-    allow-list, not file modes, keeps candidates out."""
-    home = tempfile.mkdtemp(prefix="mlxsd-hostile-home-")
+    allow-list, not file modes, keeps candidates out. Under /home (or our own home), as a
+    user's is: not under /tmp, which the sandbox replaces with a private mount anyway."""
+    base = "/home" if os.geteuid() == 0 and os.access("/home", os.W_OK) else os.path.expanduser("~")
+    home = tempfile.mkdtemp(prefix="mlxsd-hostile-home-", dir=base)
     files = {".ssh/id_rsa": SECRET_KEY, ".cache/huggingface/token": SECRET_TOKEN, ".bashrc": BASHRC,
              "notes.txt": NOTES}
     for rel, text in files.items():

@@ -529,3 +529,36 @@ def test_a_sibling_candidate_cannot_be_killed_or_traced(pool):
     verdicts = pool.judge_many([(ADD, sibling), (ADD, CORRECT_ADD), (ADD, attacker), (ADD, CORRECT_ADD)])
     assert [v.status for v in verdicts] == ["pass"] * 4, verdicts
     assert pool.canary_alive
+
+
+def test_named_unix_sockets_are_unreachable(pool, home):
+    # Like the user's D-Bus session, ssh-agent or docker socket: a listening unix socket that
+    # file modes would let anyone connect to.
+    path = os.path.join(home, f"agent-{pool.mode}.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    os.chmod(path, 0o777)
+    server.listen(4)
+    server.setblocking(False)
+    code = textwrap.dedent(f"""
+        import socket
+        LOOT = []
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect({path!r})
+            s.sendall(b'hi')
+            LOOT.append('connected')
+        except OSError:
+            pass
+        a, b = socket.socketpair()  # still allowed: multiprocessing.Pipe needs it
+        a.sendall(b'x')
+        assert b.recv(1) == b'x'
+    """) + ANSWER_IF_NOTHING_GOT
+    try:
+        v = judge(pool, code)
+        assert v.status == "pass", v
+        with pytest.raises(BlockingIOError):
+            server.accept()
+    finally:
+        server.close()
+        os.unlink(path)

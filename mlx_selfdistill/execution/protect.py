@@ -81,10 +81,10 @@ class SeccompFilter:
     """A classic-BPF seccomp program, assembled once (in the worker), installed with one
     prctl (in each child when it is per candidate). Denied calls fail with EPERM/EACCES."""
 
-    def __init__(self, *, deny_inet: bool = False, deny_metadata: bool = False):
+    def __init__(self, *, deny_inet: bool = False, deny_unix: bool = False, deny_metadata: bool = False):
         arch = _SECCOMP.get(platform.machine().lower())
         self.buf = self.fprog = None
-        if not LINUX or arch is None or not (deny_inet or deny_metadata):
+        if not LINUX or arch is None or not (deny_inet or deny_unix or deny_metadata):
             return
         audit_arch, nr_socket, metadata = arch
         ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
@@ -95,10 +95,12 @@ class SeccompFilter:
             prog.append((jge, "deny", None, X32_BIT))  # x32 calls: another table, never used by Python
         if deny_metadata:
             prog += [(jeq, "eperm", None, nr) for nr in metadata]
-        if deny_inet:
+        if deny_inet or deny_unix:
+            # socket() of a denied family; socketpair() stays (multiprocessing.Pipe uses it).
+            families = ((2, 10) if deny_inet else ()) + ((1,) if deny_unix else ())  # AF_INET, AF_INET6, AF_UNIX
             prog += [(jeq, "deny", None, IO_URING_SETUP), (jeq, "family", "allow", nr_socket),
-                     ("family", ld, None, None, 16),  # A = low 32 bits of args[0] (the address family)
-                     (jeq, "deny", None, 2), (jeq, "deny", None, 10)]  # AF_INET, AF_INET6
+                     ("family", ld, None, None, 16)]  # A = low 32 bits of args[0] (the address family)
+            prog += [(jeq, "deny", None, f) for f in families]
         prog += [("allow", ret, None, None, allow), ("deny", ret, None, None, eacces),
                  ("eperm", ret, None, None, eperm)]
         labels, plain = {}, []
@@ -132,10 +134,12 @@ class SeccompFilter:
         return self._prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, self._arg, 0, 0) == 0
 
 
-def install_seccomp_no_inet() -> bool:
-    """socket(AF_INET/AF_INET6, ...) and io_uring_setup fail with EACCES; unix sockets stay
-    (multiprocessing needs socketpair)."""
-    return SeccompFilter(deny_inet=True).install()
+def install_seccomp_sockets(*, inet: bool) -> bool:
+    """socket(AF_UNIX, ...) fails with EACCES, and with `inet` socket(AF_INET/AF_INET6) and
+    io_uring_setup too. A named unix socket (the user's D-Bus session, ssh-agent, docker)
+    reaches past every namespace and Landlock ABI up to 7 does not cover connecting to one;
+    socketpair() stays (multiprocessing needs it)."""
+    return SeccompFilter(deny_inet=inet, deny_unix=True).install()
 
 
 def no_new_privs() -> bool:

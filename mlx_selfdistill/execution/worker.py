@@ -112,12 +112,17 @@ class Worker:
         self.proc_ok = not self.pid_ns or mounts.get("proc", False)
         if not self.pid_ns:
             protect.set_subreaper()  # orphans (setsid grandchildren) come back to us for the sweep
-        if flags & namespaces.CLONE_NEWNET:
+        netns = bool(flags & namespaces.CLONE_NEWNET)
+        seccomp_inet = not netns and network in ("auto", "seccomp")
+        sockets = network != "none" and protect.install_seccomp_sockets(inet=seccomp_inet)
+        if netns:
             net = "an empty network namespace"
-        elif network in ("auto", "seccomp") and protect.install_seccomp_no_inet():
+        elif seccomp_inet and sockets:
             net = "seccomp: inet sockets refused"
         else:
             net = None
+        if net and sockets:
+            net += "; no unix socket() (seccomp)"
         if root and not self.uid_can_read_python():
             # e.g. pyenv under a 0700 /root: show the sandbox uid just Python's directories.
             blocked = protect.blocked_ancestors(landlock.interpreter_paths())
