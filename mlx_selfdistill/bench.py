@@ -247,7 +247,8 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, problems: str 
               min_p: float = EVAL.min_p, max_tokens: int = EVAL.max_tokens, seed: int = EVAL.seed,
               idle_seconds: float = 5.0, decode_tokens: int = 64, speed_repeats: int = 3, workers: int | None = None,
               timeout_s: float = 5.0, fuse: bool = True, raw_prompt: bool = False, prompt_style: str | None = None,
-              meter: EnergyMeter | None = None, progress: Progress = None, write: bool = True) -> dict:
+              meter: EnergyMeter | None = None, progress: Progress = None, write: bool = True,
+              unsafe_no_isolation: bool = False) -> dict:
     """Bench the model (and, with an adapter, the distilled model) and write bench.json,
     bench.md and bench.png into out_dir. Returns the result dict (report.py's schema)."""
     from .execution import SandboxPool, verify_samples
@@ -304,7 +305,7 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, problems: str 
     sampling_kw = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, prompt_style=style)
 
     # One sandbox pool for the whole run: its start-up is paid here, not in a metered phase.
-    with SandboxPool(workers=workers, timeout_s=timeout_s) as pool:
+    with SandboxPool(workers=workers, timeout_s=timeout_s, unsafe_no_isolation=unsafe_no_isolation) as pool:
         # 3. Warm-up: nothing here is timed or metered.
         for label, (m, tok) in loaded.items():
             measure_speed(m, speed_prompt[label], min(8, decode_tokens))

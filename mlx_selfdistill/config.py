@@ -75,6 +75,9 @@ class RunConfig:
     workers: Optional[int] = None
     timeout_s: float = 5.0
     description: str = ""
+    # Run candidates even where the sandbox has no filesystem allow-list. Not part of the
+    # experiment's identity: resuming with or without it is the same run.
+    unsafe_no_isolation: bool = False
 
     def __post_init__(self):
         if isinstance(self.sample, dict):
@@ -95,6 +98,12 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def identity(self) -> dict:
+        """The settings that define the experiment (what a resumed run must match)."""
+        out = self.to_dict()
+        out.pop("unsafe_no_isolation")
+        return out
 
 
 def with_added_defaults(stored: dict) -> dict:

@@ -54,7 +54,7 @@ def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, 
                    min_p: float = EVAL.min_p, max_tokens: int = EVAL.max_tokens, seed: int = EVAL.seed,
                    ks: Iterable[int] = (1,), workers=None,
                    timeout_s: float = 5.0, progress=None, prompt_style: str | None = None,
-                   sampling_kw: dict | None = None) -> dict:
+                   sampling_kw: dict | None = None, unsafe_no_isolation: bool = False) -> dict:
     """Sample n per problem, verify in the sandbox, summarise. Resumes from work_dir's files.
 
     `model` is a model spec (path, hub id, 'tiny') or a loaded (model, tokenizer) pair.
@@ -84,7 +84,7 @@ def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, 
     )
     samples = in_key_order(read_records(samples_path, Sample))  # file order depends on resumes
     verdicts, _ = verify_into_file(list(problems), samples, work_dir / "verdicts.jsonl", workers=workers,
-                                   timeout_s=timeout_s, on_result=tick)
+                                   timeout_s=timeout_s, on_result=tick, unsafe_no_isolation=unsafe_no_isolation)
     result = evaluate_verdicts(problems, verdicts, ks, seed=seed)
     result["sampling"] = {"n": n, "temperature": temperature, "top_k": top_k, "top_p": top_p, "min_p": min_p,
                           "max_tokens": max_tokens, "seed": seed}

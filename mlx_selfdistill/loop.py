@@ -61,7 +61,7 @@ class Run:
     # -- bookkeeping --------------------------------------------------------------------
     def _check_config(self, overwrite: bool) -> None:
         path = self.dir / "config.json"
-        wanted = self.config.to_dict()
+        wanted = self.config.identity()
         if path.exists() and not overwrite:
             try:
                 existing = with_added_defaults(json.loads(path.read_text()))
@@ -149,6 +149,7 @@ class Run:
         total = len({s.key for s in samples})
         verdicts, _ = verify_into_file(self.problems(self.config.problems), samples, path,
                                        workers=self.config.workers, timeout_s=self.config.timeout_s,
+                                       unsafe_no_isolation=self.config.unsafe_no_isolation,
                                        on_result=(lambda v: callback({"advance": 1, "total": total}))
                                        if callback else None)
         return verdicts
@@ -197,6 +198,7 @@ class Run:
         problems = self.problems(cfg.problems)
         kw = dict(n=cfg.n, top_k=cfg.top_k, top_p=cfg.top_p, min_p=cfg.min_p, max_tokens=cfg.max_tokens,
                   seed=cfg.seed, ks=cfg.ks, workers=self.config.workers, timeout_s=self.config.timeout_s,
+                  unsafe_no_isolation=self.config.unsafe_no_isolation,
                   progress=stage_callback(progress, "eval", label),
                   prompt_style=cfg.prompt_style,
                   sampling_kw={"raw_prompt": self.config.sample.raw_prompt and cfg.prompt_style is None,

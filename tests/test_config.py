@@ -108,3 +108,10 @@ def test_cli_set_none_skips_evaluation(tmp_path):
     assert not (runs / "noeval" / "base" / "eval.json").exists()
     assert not (runs / "noeval" / "round_1" / "eval.json").exists()
     assert (runs / "noeval" / "round_1" / "adapters" / "adapters.safetensors").exists()
+
+
+def test_unsafe_no_isolation_is_not_part_of_a_runs_identity():
+    from mlx_selfdistill.config import RunConfig
+
+    assert RunConfig(unsafe_no_isolation=True).identity() == RunConfig().identity()
+    assert "unsafe_no_isolation" not in RunConfig().identity() and RunConfig().to_dict()["unsafe_no_isolation"] is False

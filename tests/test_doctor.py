@@ -35,12 +35,18 @@ def test_doctor_json_via_cli():
     assert report["blas"]["gflops"] > 0 and report["blas"]["status"] in ("ok", "slow-reference-blas")
     assert report["default_model"]["path"].endswith("assets/tiny-coder")
     assert isinstance(report["default_model"]["exists"], bool)
+    sandbox = report["sandbox"]
+    assert all(isinstance(sandbox[a]["ok"], bool) and sandbox[a]["how"] for a in
+               ("filesystem", "network", "processes", "uid", "disk"))
+    if sys.platform.startswith("linux"):  # Landlock here: a pool would start
+        assert sandbox["filesystem"]["ok"] and sandbox["refused"] is None
 
 
 def test_doctor_table_via_main(capsys):
     main(["doctor", "--no-blas-check"])  # returns normally on success (exit 0)
     out = capsys.readouterr().out  # the result table goes to stdout
-    for word in ("mlx", "energy: rapl", "default model", "energy meter used by bench"):
+    for word in ("mlx", "energy: rapl", "default model", "energy meter used by bench", "sandbox: what holds",
+                 "filesystem", "network", "processes", "uid", "disk"):
         assert word in out
     assert "mlx-selfdistill[nvml]" in out or "energy: nvml" in out  # markup not swallowed
 

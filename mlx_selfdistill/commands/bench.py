@@ -6,7 +6,7 @@ import click
 
 from ..decoding import EVAL
 from ..prompts import STYLES
-from ._common import out, print_json
+from ._common import out, print_json, unsafe_option
 from ._progress import StageProgress
 
 
@@ -38,8 +38,10 @@ from ._progress import StageProgress
               help="chat (default), raw (same as --raw-prompt) or evalplus (EvalPlus's instruct prompt).")
 @click.option("--out", "out_dir", default="bench_out", show_default=True, type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@unsafe_option
 def bench(model, adapter, problems_spec, n, trials, temperature, top_k, top_p, min_p, max_tokens, decode_tokens,
-          idle_seconds, seed, workers, timeout_s, no_fuse, raw_prompt, prompt_style, out_dir, as_json):
+          idle_seconds, seed, workers, timeout_s, no_fuse, raw_prompt, prompt_style, out_dir, as_json,
+          unsafe_no_isolation):
     """Tokens/sec, energy, J per solve and pass@1 per watt of a model and its distilled version,
     measured in the same run (idle baseline, warm-up, interleaved trials).
 
@@ -57,7 +59,8 @@ def bench(model, adapter, problems_spec, n, trials, temperature, top_k, top_p, m
                            temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, max_tokens=max_tokens,
                            seed=seed, idle_seconds=idle_seconds, decode_tokens=decode_tokens, workers=workers,
                            timeout_s=timeout_s, fuse=not no_fuse, raw_prompt=raw_prompt, prompt_style=prompt_style,
-                           progress=progress)
+                           progress=progress,
+                           unsafe_no_isolation=unsafe_no_isolation)
     if as_json:
         print_json(result)
         return

@@ -6,7 +6,7 @@ import click
 
 from ..demo import run_demo
 from ..decoding import caption
-from ._common import out, print_json, table
+from ._common import out, print_json, table, unsafe_option
 from ._progress import StageProgress
 
 
@@ -16,11 +16,13 @@ from ._progress import StageProgress
               help="Methods to run (default: both).")
 @click.option("--fresh", is_flag=True, help="Delete earlier demo runs first instead of resuming them.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def demo(runs_dir, methods, fresh, as_json):
+@unsafe_option
+def demo(runs_dir, methods, fresh, as_json, unsafe_no_isolation):
     """Distil the embedded tiny model on the toy world; compare held-out pass@1 to the base."""
     methods = tuple(methods) or ("rft", "ssd")
     with StageProgress(enabled=not as_json) as progress:
-        result = run_demo(runs_dir, methods=methods, fresh=fresh, progress=progress)
+        result = run_demo(runs_dir, methods=methods, fresh=fresh, progress=progress,
+                          overrides={"unsafe_no_isolation": True} if unsafe_no_isolation else None)
     if as_json:
         print_json(result)
         return

@@ -8,7 +8,7 @@ import click
 from ..decoding import EVAL, caption
 from ..evaluation import compare_models
 from ..prompts import DEFAULT_STYLE, STYLES
-from ._common import out, print_json, table
+from ._common import out, print_json, table, unsafe_option
 from ._progress import StageProgress
 
 
@@ -39,8 +39,9 @@ def _floats(text):
 @click.option("--workers", type=int)
 @click.option("--out", "out_dir", default="eval_out", show_default=True, type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True)
+@unsafe_option
 def eval_cmd(model, adapter, problems_spec, n, ks, temperature, top_k, top_p, min_p, max_tokens, prompt_style, sweep,
-             seed, workers, out_dir, as_json):
+             seed, workers, out_dir, as_json, unsafe_no_isolation):
     """pass@k with the unbiased estimator, a 95% interval and a per-difficulty breakdown."""
     k_values = [int(k) for k in _floats(ks)]
     if n is None:
@@ -51,7 +52,7 @@ def eval_cmd(model, adapter, problems_spec, n, ks, temperature, top_k, top_p, mi
         results = compare_models(model, adapter, problems_spec, out_dir, sweep=_floats(sweep), progress=progress,
                                   n=n, ks=k_values, temperature=temperature, top_k=top_k, top_p=top_p,
                                   min_p=min_p, max_tokens=max_tokens, seed=seed, workers=workers,
-                                  prompt_style=prompt_style)
+                                  prompt_style=prompt_style, unsafe_no_isolation=unsafe_no_isolation)
     if as_json:
         print_json(results)
         return

@@ -8,7 +8,7 @@ from ..config import list_presets, resolve_config
 from ..decoding import caption
 from ..loop import run as run_loop
 from ..prompts import STYLES
-from ._common import out, print_json, table
+from ._common import out, print_json, table, unsafe_option
 from ._progress import StageProgress
 
 
@@ -60,8 +60,10 @@ def _ci(result: dict) -> str:
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--overwrite", is_flag=True, help="Replace a run directory started with another config.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@unsafe_option
 def run(config_file, preset_name, name, method, model, teacher, problems, eval_problems, rounds, n, temperature,
-        top_k, top_p, eval_temperature, eval_prompt_style, iters, seed, assignments, runs_dir, overwrite, as_json):
+        top_k, top_p, eval_temperature, eval_prompt_style, iters, seed, assignments, runs_dir, overwrite, as_json,
+        unsafe_no_isolation):
     """Run (or resume) self-distillation rounds: sample, verify, filter, train, evaluate."""
     overrides = {
         "name": name, "method": method, "model": model, "teacher": teacher, "problems": problems,
@@ -69,6 +71,7 @@ def run(config_file, preset_name, name, method, model, teacher, problems, eval_p
         "sample": {"n": n, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed},
         "eval": {"problems": eval_problems, "temperature": eval_temperature, "prompt_style": eval_prompt_style},
         "train": {"iters": iters},
+        "unsafe_no_isolation": unsafe_no_isolation or None,
     }
     config = resolve_config(preset_name=preset_name, config_file=config_file, overrides=overrides,
                             assignments=assignments)
