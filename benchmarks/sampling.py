@@ -24,6 +24,7 @@ import platform
 import time
 from pathlib import Path
 
+import mlx_selfdistill  # noqa: F401  first: binds MLX to the fast BLAS (Linux) before mlx loads
 import mlx.core as mx
 import numpy as np
 from mlx_lm import batch_generate, stream_generate

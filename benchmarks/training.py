@@ -34,6 +34,7 @@ import time
 from functools import partial
 from pathlib import Path
 
+import mlx_selfdistill  # noqa: F401  first: binds MLX to the fast BLAS (Linux) before mlx loads
 import mlx.core as mx
 import mlx.optimizers as optim
 import numpy as np

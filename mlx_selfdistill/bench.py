@@ -41,8 +41,10 @@ from typing import Any, Optional, Sequence
 
 from . import metrics
 from .energy import EnergyMeter, EnergyReading, IdleBaseline, detect_meter, measure_idle, phase_energy
+from .decoding import EVAL
 from .errors import UserError
 from .progress import Progress, stage_callback
+from .prompts import get_style
 from .records import Problem, Sample, Verdict
 
 
@@ -240,11 +242,13 @@ def _write_records(path: Path, records) -> None:
 
 
 def run_bench(model: str = "tiny", adapter: str | None = None, *, problems: str | Sequence[Problem] = DEFAULT_PROBLEMS,
-              n: int = 4, trials: int = 2, out_dir: str | Path = "bench_out", temperature: float = 1.0,
-              top_k: int = 20, top_p: float = 0.95, min_p: float = 0.0, max_tokens: int = 256, seed: int = 0,
+              n: int = EVAL.n, trials: int = 2, out_dir: str | Path = "bench_out",
+              temperature: float = EVAL.temperature, top_k: int = EVAL.top_k, top_p: float = EVAL.top_p,
+              min_p: float = EVAL.min_p, max_tokens: int = EVAL.max_tokens, seed: int = EVAL.seed,
               idle_seconds: float = 5.0, decode_tokens: int = 64, speed_repeats: int = 3, workers: int | None = None,
-              timeout_s: float = 5.0, fuse: bool = True, raw_prompt: bool = False,
-              meter: EnergyMeter | None = None, progress: Progress = None, write: bool = True) -> dict:
+              timeout_s: float = 5.0, fuse: bool = True, raw_prompt: bool = False, prompt_style: str | None = None,
+              meter: EnergyMeter | None = None, progress: Progress = None, write: bool = True,
+              unsafe_no_isolation: bool = False) -> dict:
     """Bench the model (and, with an adapter, the distilled model) and write bench.json,
     bench.md and bench.png into out_dir. Returns the result dict (report.py's schema)."""
     from .execution import SandboxPool, verify_samples
@@ -255,6 +259,7 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, problems: str 
     from .training.fuse import fuse_in_memory
 
     _check_options(n, trials, idle_seconds, decode_tokens, max_tokens)
+    style = get_style(prompt_style, raw=raw_prompt).name
     if speed_repeats < 1:
         raise UserError(f"speed repeats must be at least 1, got {speed_repeats}")
     check_adapter(adapter)  # before the idle baseline: a typo should not cost its seconds
@@ -296,11 +301,11 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, problems: str 
                                metrics.weight_bytes(m))
     step("models loaded")
 
-    speed_prompt = {label: prompt_tokens(tok, problem_list[0], raw=raw_prompt) for label, (_, tok) in loaded.items()}
-    sampling_kw = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, raw_prompt=raw_prompt)
+    speed_prompt = {label: prompt_tokens(tok, problem_list[0], style=style) for label, (_, tok) in loaded.items()}
+    sampling_kw = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, prompt_style=style)
 
     # One sandbox pool for the whole run: its start-up is paid here, not in a metered phase.
-    with SandboxPool(workers=workers, timeout_s=timeout_s) as pool:
+    with SandboxPool(workers=workers, timeout_s=timeout_s, unsafe_no_isolation=unsafe_no_isolation) as pool:
         # 3. Warm-up: nothing here is timed or metered.
         for label, (m, tok) in loaded.items():
             measure_speed(m, speed_prompt[label], min(8, decode_tokens))
@@ -364,7 +369,7 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, problems: str 
                    "num_problems": len(problem_list), "n": n, "trials": trials, "temperature": temperature,
                    "top_k": top_k, "top_p": top_p, "min_p": min_p, "max_tokens": max_tokens, "seed": seed,
                    "idle_seconds": idle_seconds, "decode_tokens": decode_tokens, "speed_repeats": speed_repeats,
-                   "raw_prompt": raw_prompt,
+                   "raw_prompt": style == "raw", "prompt_style": style,
                    "speed_prompt_tokens": len(speed_prompt["base"])},
         "environment": env,
         "idle": idle.to_dict(),

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from .decoding import EVAL
 from .errors import UserError
 
 METHODS = ("ssd", "rft", "confidence")
@@ -37,15 +38,24 @@ class SampleSettings:
 @dataclass
 class EvalSettings:
     problems: Optional[str] = "toy:heldout:100"
-    n: int = 4
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    min_p: float = 0.0
-    max_tokens: int = 256
-    seed: int = 1234
+    # decoding.EVAL: the same defaults as the `eval` and `bench` commands
+    n: int = EVAL.n
+    temperature: float = EVAL.temperature
+    top_k: int = EVAL.top_k
+    top_p: float = EVAL.top_p
+    min_p: float = EVAL.min_p
+    max_tokens: int = EVAL.max_tokens
+    seed: int = EVAL.seed
     ks: list = field(default_factory=lambda: [1])
     sweep: list = field(default_factory=list)  # temperatures to try after training
+    # prompts/styles.py name (e.g. evalplus for leaderboard figures); None: as the sample stage prompts.
+    prompt_style: Optional[str] = None
+
+    def __post_init__(self):
+        if self.prompt_style is not None:
+            from .prompts import get_style
+
+            get_style(self.prompt_style)  # an unknown name fails when the config is read, not after training
 
 
 @dataclass
@@ -65,6 +75,9 @@ class RunConfig:
     workers: Optional[int] = None
     timeout_s: float = 5.0
     description: str = ""
+    # Run candidates even where the sandbox has no filesystem allow-list. Not part of the
+    # experiment's identity: resuming with or without it is the same run.
+    unsafe_no_isolation: bool = False
 
     def __post_init__(self):
         if isinstance(self.sample, dict):
@@ -85,6 +98,24 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def identity(self) -> dict:
+        """The settings that define the experiment (what a resumed run must match)."""
+        out = self.to_dict()
+        out.pop("unsafe_no_isolation")
+        return out
+
+
+def with_added_defaults(stored: dict) -> dict:
+    """A config written by an older version, with the fields added since at their defaults:
+    a run started before a field existed resumes as long as the new field keeps its default."""
+    defaults = RunConfig().to_dict()
+    out = {**{k: v for k, v in defaults.items() if k not in stored}, **stored}
+    for section in ("sample", "eval"):
+        if isinstance(stored.get(section), dict):
+            out[section] = {**{k: v for k, v in defaults[section].items() if k not in stored[section]},
+                            **stored[section]}
+    return out
 
 
 def unknown_fields(cls, values: dict) -> tuple[list[str], list[str]]:
@@ -137,23 +168,67 @@ def preset(name: str) -> dict:
     return load_yaml(path)
 
 
-def merge(base: dict, override: dict) -> dict:
+def merge(base: dict, override: dict, *, keep_none: bool = False) -> dict:
+    """override on top of base, section by section. A None in override is "not given" (a
+    flag left out) unless keep_none: in a YAML file, `problems: null` unsets the field."""
     out = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        elif value is not None:
+            out[key] = merge(out[key], value, keep_none=keep_none)
+        elif value is not None or keep_none:
             out[key] = value
     return out
 
 
+NONE_WORDS = ("none", "null", "~")
+
+
+def parse_assignment(text: str) -> tuple[list[str], Any]:
+    """'eval.problems=none' -> (['eval', 'problems'], None); values are YAML ('8', '0.5',
+    '[1, 5]', 'true'), and none / null / ~ mean None (unset the field)."""
+    import yaml
+
+    key, sep, raw = text.partition("=")
+    path = [part.strip() for part in key.split(".")]
+    if not sep or not all(path):
+        raise UserError(f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. --set eval.problems=none")
+    if raw.strip().lower() in NONE_WORDS:
+        return path, None
+    try:
+        return path, yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise UserError(f"--set {text!r}: the value is not valid YAML (quote strings that contain ': ')") from None
+
+
+def assign(data: dict, path: list[str], value: Any) -> dict:
+    """A copy of data with data[path[0]][path[1]]... = value; None is kept (it unsets a field)."""
+    out = dict(data)
+    if len(path) == 1:
+        out[path[0]] = value
+        return out
+    inner = out.get(path[0])
+    if inner is None:
+        inner = {}
+    elif not isinstance(inner, dict):
+        raise UserError(f"--set {'.'.join(path)}: '{path[0]}' is a single value, not a section")
+    out[path[0]] = assign(inner, path[1:], value)
+    return out
+
+
 def resolve_config(*, preset_name: str | None = None, config_file: str | None = None,
-                   overrides: dict | None = None) -> RunConfig:
-    """preset < YAML file < overrides (None values in overrides are ignored)."""
+                   overrides: dict | None = None, assignments: list[str] = ()) -> RunConfig:
+    """preset < YAML file < overrides < assignments.
+
+    None values in `overrides` mean "not given" (a flag left out) and are ignored; a YAML
+    null sets the field to None;
+    `assignments` ('KEY=VALUE', the CLI's --set) are applied last and may set a field to None.
+    """
     data: dict[str, Any] = {}
     if preset_name:
-        data = merge(data, preset(preset_name))
+        data = merge(data, preset(preset_name), keep_none=True)
     if config_file:
-        data = merge(data, load_yaml(config_file))
+        data = merge(data, load_yaml(config_file), keep_none=True)
     data = merge(data, overrides or {})
+    for text in assignments:
+        data = assign(data, *parse_assignment(text))
     return _build(RunConfig, data, "top level")

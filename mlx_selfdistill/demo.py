@@ -50,6 +50,7 @@ def run_demo(runs_dir: str | Path = "runs", *, methods=("rft", "ssd"), fresh: bo
         }
     head = results[methods[0]]
     return {
+        "eval_sampling": dict(config.eval.__dict__),  # the same for every method (the base is shared)
         "method": methods[0],
         "base_pass_at_1": head["base_pass_at_1"],
         "distilled_pass_at_1": head["distilled_pass_at_1"],

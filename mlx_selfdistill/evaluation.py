@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .decoding import EVAL
 from .errors import UserError
 from .metrics import summarize_quality
 from .progress import stage_callback
@@ -48,16 +49,21 @@ def evaluate_verdicts(problems: Sequence[Problem], verdicts: Iterable[Verdict], 
     return result
 
 
-def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, adapter=None, n: int = 1,
-                   temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0,
-                   max_tokens: int = 256, seed: int = 0, ks: Iterable[int] = (1,), workers=None,
-                   timeout_s: float = 5.0, progress=None, sampling_kw: dict | None = None) -> dict:
+def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, adapter=None, n: int = EVAL.n,
+                   temperature: float = EVAL.temperature, top_k: int = EVAL.top_k, top_p: float = EVAL.top_p,
+                   min_p: float = EVAL.min_p, max_tokens: int = EVAL.max_tokens, seed: int = EVAL.seed,
+                   ks: Iterable[int] = (1,), workers=None,
+                   timeout_s: float = 5.0, progress=None, prompt_style: str | None = None,
+                   sampling_kw: dict | None = None, unsafe_no_isolation: bool = False) -> dict:
     """Sample n per problem, verify in the sandbox, summarise. Resumes from work_dir's files.
 
     `model` is a model spec (path, hub id, 'tiny') or a loaded (model, tokenizer) pair.
+    `prompt_style` names the prompt (prompts/styles.py), e.g. 'evalplus' for figures
+    comparable with the EvalPlus leaderboard.
     """
     from .execution import verify_into_file
-    from .records import Sample, read_records
+    from .prompts import get_style
+    from .records import Sample, in_key_order, read_records
     from .sampling import sample_problems
 
     work_dir = Path(work_dir)
@@ -74,14 +80,15 @@ def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, 
     sample_problems(
         loaded[0], loaded[1], list(problems), n=n, temperature=temperature, top_k=top_k, top_p=top_p,
         min_p=min_p, max_tokens=max_tokens, seed=seed, out_path=samples_path, on_sample=tick,
-        **(sampling_kw or {}),
+        prompt_style=prompt_style, **(sampling_kw or {}),
     )
-    samples = read_records(samples_path, Sample)
+    samples = in_key_order(read_records(samples_path, Sample))  # file order depends on resumes
     verdicts, _ = verify_into_file(list(problems), samples, work_dir / "verdicts.jsonl", workers=workers,
-                                   timeout_s=timeout_s, on_result=tick)
+                                   timeout_s=timeout_s, on_result=tick, unsafe_no_isolation=unsafe_no_isolation)
     result = evaluate_verdicts(problems, verdicts, ks, seed=seed)
     result["sampling"] = {"n": n, "temperature": temperature, "top_k": top_k, "top_p": top_p, "min_p": min_p,
                           "max_tokens": max_tokens, "seed": seed}
+    result["prompt_style"] = get_style(prompt_style, raw=bool((sampling_kw or {}).get("raw_prompt"))).name
     result["mean_output_tokens"] = sum(s.num_tokens for s in samples) / max(1, len(samples))
     return result
 

@@ -20,7 +20,7 @@ from typing import Iterable, Optional
 
 from .errors import UserError
 from .prompts import chat_messages
-from .records import Problem, Sample, Verdict
+from .records import Problem, Sample, Verdict, in_key_order
 
 FILTERS = ("none", "tests", "confidence", "length")
 
@@ -61,7 +61,7 @@ def _ssd(samples: list[Sample], drop_shortest: float) -> list[Sample]:
     cut = math.floor(len(nonempty) * drop_shortest)
     if cut == 0:
         return nonempty
-    # Stable: ties in length keep file order, so the result is deterministic.
+    # Stable: ties in length keep key order (filter_samples sorted the input).
     by_length = sorted(range(len(nonempty)), key=lambda i: (nonempty[i].num_tokens, i))
     dropped = set(by_length[:cut])
     return [s for i, s in enumerate(nonempty) if i not in dropped]
@@ -99,9 +99,13 @@ def _length(samples, lo: int, hi: Optional[int]) -> list[Sample]:
 
 def filter_samples(samples: Iterable[Sample], verdicts: Iterable[Verdict] | None = None,
                    config: FilterConfig | None = None) -> tuple[list[Sample], dict]:
-    """Apply the health filters then each configured filter; returns (kept, counts per stage)."""
+    """Apply the health filters then each configured filter; returns (kept, counts per stage).
+
+    Kept samples come in (problem_id, sample_index) order, whatever order they were given in,
+    so ties (dedup's first copy, equal lengths or confidences) and the training data's order
+    depend only on the samples' content."""
     config = config or FilterConfig()
-    current = list(samples)
+    current = in_key_order(samples)
     stats = {"input": len(current)}
     if config.health:
         current = _health(current)

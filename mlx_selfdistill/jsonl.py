@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from . import killpoints
 from .errors import DataError, UserError
 
 
@@ -72,6 +73,7 @@ class JsonlWriter:
         repair(self.path)
         self._fh = open(self.path, "a", encoding="utf-8")
         self._fsync = fsync
+        self._written = 0
 
     def write(self, record: Any) -> None:
         if hasattr(record, "to_dict"):
@@ -80,6 +82,8 @@ class JsonlWriter:
         self._fh.flush()
         if self._fsync:
             os.fsync(self._fh.fileno())
+        self._written += 1
+        killpoints.reached(self.path.as_posix(), self._written)
 
     def write_many(self, records: Iterable[Any]) -> None:
         for r in records:

@@ -90,14 +90,11 @@ def mlx_backend() -> dict:
             "backend": backend, "default_device": str(mx.default_device())}
 
 
-def _multiarch() -> str:
-    return {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu",
-            "arm64": "aarch64-linux-gnu"}.get(platform.machine(), f"{platform.machine()}-linux-gnu")
-
-
 def blas_fix() -> str:
-    lib = f"/usr/lib/{_multiarch()}/openblas-pthread/libblas.so.3"
-    return f"apt-get install libopenblas0-pthread, then export LD_PRELOAD={lib}"
+    """How to get the fast BLAS, from what the loader (blas.py) found in this process."""
+    from . import blas
+
+    return blas.fix() or "pip install ngsolve-openblas, then import mlx_selfdistill before mlx"
 
 
 def loaded_blas_libraries(maps_path: str | Path = "/proc/self/maps") -> list[str]:
@@ -136,16 +133,24 @@ def blas_check(maps_path: str | Path = "/proc/self/maps", gflops: float | None =
 
     On Linux the measured GFLOP/s decides; /proc/self/maps only names the library
     (an optimized one mapped into the process, like numpy's own OpenBLAS, is not proof
-    that MLX's matmul uses it).
+    that MLX's matmul uses it). For this process (the default maps) the library is the one
+    whose `cblas_sgemm` libmlx resolved, when blas.py loaded it.
     """
+    from . import blas
+
     if gflops is None:
         gflops = matmul_gflops()
+    loader = blas.state().to_dict()
     if sys.platform == "darwin":
-        return {"status": "ok", "library": "Accelerate", "gflops": gflops, "fix": None}
+        return {"status": "ok", "library": "Accelerate", "gflops": gflops, "fix": None, "loader": loader}
     libs = loaded_blas_libraries(maps_path)
     fast = [p for p in libs if _FAST_BLAS.search(p) and not _NOT_MLX_BLAS.search(p)]
     slow = gflops < SLOW_BLAS_GFLOPS
-    if fast:
+    this_process = str(maps_path) == "/proc/self/maps"
+    bound = blas.bound_library() if loader["status"] == "loaded" and this_process else None
+    if bound:
+        library = bound  # blas.py loaded it before mlx.core: the cblas_* libmlx resolved
+    elif fast:
         library = fast[0]
     elif libs:
         library = next((p for p in libs if "blas" in p.lower()), libs[0])
@@ -154,9 +159,10 @@ def blas_check(maps_path: str | Path = "/proc/self/maps", gflops: float | None =
     return {
         "status": "slow-reference-blas" if slow else "ok",
         "library": library,
-        "optimized": bool(fast),
+        "optimized": bool(fast or bound),
         "gflops": gflops,
         "fix": blas_fix() if slow else None,
+        "loader": loader,
     }
 
 

@@ -10,7 +10,7 @@ An assert test's code may refer to the candidate function by `candidate` or by i
 from __future__ import annotations
 
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 from .errors import DataError
 
@@ -92,6 +92,8 @@ class Sample:
     sampling: dict = field(default_factory=dict)  # temperature, top_k, top_p, min_p, seed
     # Text before the final code block (a teacher's reasoning), kept for teacher->student.
     reasoning: str = ""
+    # The prompt style that produced it (prompts/styles.py); "" in files written before styles.
+    prompt_style: str = ""
 
     @property
     def key(self) -> tuple[str, int]:
@@ -132,6 +134,12 @@ class Verdict:
         if v.status not in VERDICT_STATUSES:
             raise DataError(path or "<record>", f"unknown status {v.status!r}", line=line, field="status")
         return v
+
+
+def in_key_order(records: Iterable) -> list:
+    """Samples or verdicts sorted by (problem_id, sample_index): what a stage reads must not
+    depend on the order its input file was written in (a resumed run appends in another order)."""
+    return sorted(records, key=lambda r: r.key)
 
 
 def read_records(path, cls, *, missing_ok: bool = False) -> list:

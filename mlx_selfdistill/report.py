@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import metrics
+from .decoding import caption
 from .jsonl import write_json_atomic
 
 SCHEMA_VERSION = 1
@@ -245,6 +246,7 @@ def render_markdown(result: dict) -> str:
              f"Machine: {environment_summary(result['environment'])}", "",
              *([setup_summary(result), ""] if setup_summary(result) else []),
              energy_summary(result), "",
+             *([caption(result["config"]), ""] if result.get("config") else []),
              "| " + " | ".join(header) + " |",
              "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -261,7 +263,8 @@ def render_table(result: dict):
     validate_result(result)
     header, rows = table_rows(result)
     # escape: the caption holds install hints like "pip install 'mlx-selfdistill[nvml]'"
-    t = Table(title="mlx-selfdistill bench", caption=escape(energy_summary(result)))
+    text = energy_summary(result) + (("\n" + caption(result["config"])) if result.get("config") else "")
+    t = Table(title="mlx-selfdistill bench", caption=escape(text))
     for i, h in enumerate(header):
         t.add_column(h, justify="left" if i == 0 else "right")
     for r in rows:

@@ -2,6 +2,8 @@ from pathlib import Path
 
 import pytest
 
+import mlx_selfdistill  # noqa: F401  first: binds MLX to the fast BLAS before any test imports mlx
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

@@ -1,8 +1,9 @@
 """Tiny GGUF files for the tests, written the way llama.cpp's converter writes them.
 
-A random mlx_lm model (llama, qwen2 or qwen3) is saved with gguf.GGUFWriter under
+A random mlx_lm model (llama, qwen2, qwen3 or gemma3) is saved with gguf.GGUFWriter under
 llama.cpp's tensor names, its q/k rows permuted for llama (written out here from
-llama.cpp's converter, independently of the project's own un-permutation), and quantized
+llama.cpp's converter, independently of the project's own un-permutation; Gemma's norms
+stored as 1 + w), and quantized
 with gguf.quants. A byte-level vocabulary (256 bytes, one merge, 3 special tokens) gives it a tokenizer.
 """
 
@@ -26,6 +27,10 @@ _LAYER = {
     "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
     "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
 }
+# Gemma 3's four norms per layer, under llama.cpp's names.
+_GEMMA3 = {**_LAYER, "post_attention_layernorm": "post_attention_norm",
+           "pre_feedforward_layernorm": "ffn_norm", "post_feedforward_layernorm": "post_ffw_norm"}
+MODEL_TYPES = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma3": "gemma3_text"}
 
 
 def vocabulary() -> list[str]:
@@ -39,9 +44,11 @@ def tiny_model(arch: str, seed: int = 0, tie: bool = True):
     import mlx.core as mx
     from mlx_lm.utils import _get_classes
 
-    config = dict(DIMS, model_type=arch, vocab_size=len(vocabulary()), tie_word_embeddings=tie)
-    if arch == "qwen3":
+    config = dict(DIMS, model_type=MODEL_TYPES[arch], vocab_size=len(vocabulary()), tie_word_embeddings=tie)
+    if arch in ("qwen3", "gemma3"):
         config["head_dim"] = 16
+    if arch == "gemma3":
+        config.update(query_pre_attn_scalar=16, sliding_window=4, sliding_window_pattern=2)
     model_cls, args_cls = _get_classes(config)
     mx.random.seed(seed)
     model = model_cls(args_cls.from_dict(config))
@@ -60,7 +67,7 @@ def llama_cpp_permute(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def gguf_name(mlx_name: str) -> str:
+def gguf_name(mlx_name: str, arch: str = "llama") -> str:
     if mlx_name == "model.embed_tokens.weight":
         return "token_embd.weight"
     if mlx_name == "model.norm.weight":
@@ -69,12 +76,13 @@ def gguf_name(mlx_name: str) -> str:
         return "output.weight"
     _, _, layer, rest = mlx_name.split(".", 3)
     module, kind = rest.rsplit(".", 1)
-    return f"blk.{layer}.{_LAYER[module]}.{kind}"
+    return f"blk.{layer}.{(_GEMMA3 if arch == 'gemma3' else _LAYER)[module]}.{kind}"
 
 
 def write_gguf(path: Path, model, config: dict, arch: str, qtype: str = "F32", *,
-               permute: bool = True, extra_tensors: dict | None = None) -> Path:
-    """Write model as a GGUF of architecture arch, its 2-D weights stored as qtype."""
+               permute: bool = True, extra_tensors: dict | None = None, mixed: dict | None = None) -> Path:
+    """Write model as a GGUF of architecture arch, its 2-D weights stored as qtype
+    (or as mixed[part] for names containing part, like llama.cpp's Q4_K_M mixes)."""
     import gguf
     from gguf.quants import quantize
     from mlx.utils import tree_flatten
@@ -93,6 +101,9 @@ def write_gguf(path: Path, model, config: dict, arch: str, qtype: str = "F32", *
     if "head_dim" in config:
         writer.add_key_length(config["head_dim"])
         writer.add_value_length(config["head_dim"])
+    if "sliding_window" in config:
+        writer.add_sliding_window(config["sliding_window"])
+        writer.add_sliding_window_pattern([True, False])  # layer 0 sliding, layer 1 global
     tokens = vocabulary()
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("qwen2")
@@ -110,10 +121,13 @@ def write_gguf(path: Path, model, config: dict, arch: str, qtype: str = "F32", *
             w = llama_cpp_permute(w, n_head)
         elif arch == "llama" and permute and ".k_proj." in name:
             w = llama_cpp_permute(w, n_kv)
-        if w.ndim == 2 and qt != gguf.GGMLQuantizationType.F32:
-            writer.add_tensor(gguf_name(name), quantize(w, qt), raw_dtype=qt)
+        if arch == "gemma3" and name.endswith("norm.weight"):
+            w = w + 1.0  # llama.cpp stores Gemma's norms as (1 + w)
+        wt = next((gguf.GGMLQuantizationType[q] for part, q in (mixed or {}).items() if part in name), qt)
+        if w.ndim == 2 and wt != gguf.GGMLQuantizationType.F32:
+            writer.add_tensor(gguf_name(name, arch), quantize(w, wt), raw_dtype=wt)
         else:
-            writer.add_tensor(gguf_name(name), w)
+            writer.add_tensor(gguf_name(name, arch), w)
     for name, (data, raw) in (extra_tensors or {}).items():
         writer.add_tensor(name, data, raw_dtype=raw)
     writer.write_header_to_file()

@@ -64,3 +64,54 @@ def test_cli_lists_presets():
 def test_run_config_rejects_unknown_method_directly():
     with pytest.raises(UserError):
         RunConfig(method="x")
+
+
+def test_assignments_set_fields_to_none_and_typed_values(tmp_path):
+    cfg = resolve_config(preset_name="tiny-rft", overrides={"eval": {"problems": None}},  # a flag left out
+                         assignments=["eval.problems=none", "teacher=tiny", "train.iters=7", "eval.ks=[1, 2]",
+                                      "sample.max_kv_tokens=4096", "sample.max_kv_tokens=null", "evaluate_base=false"])
+    assert cfg.eval.problems is None and cfg.sample.max_kv_tokens is None
+    assert cfg.teacher == "tiny" and cfg.train["iters"] == 7 and cfg.eval.ks == [1, 2] and cfg.evaluate_base is False
+    assert resolve_config(preset_name="tiny-rft").eval.problems == "toy:heldout:100"  # the default it replaced
+    f = tmp_path / "c.yaml"
+    f.write_text("eval:\n  problems: null\n")  # a YAML null unsets it too
+    assert resolve_config(preset_name="tiny-rft", config_file=str(f)).eval.problems is None
+
+
+@pytest.mark.parametrize("text, message", [
+    ("eval.problems", "expected KEY=VALUE"),
+    ("=3", "expected KEY=VALUE"),
+    ("eval..n=3", "expected KEY=VALUE"),
+    ("model.name=3", "'model' is a single value"),
+    ("sample.nn=3", "unknown key 'nn' in config section 'sample'"),
+    ("eval.n=[1", "not valid YAML"),
+])
+def test_bad_assignments_are_one_line_errors(text, message):
+    with pytest.raises(UserError, match=message) as info:
+        resolve_config(preset_name="tiny-rft", assignments=[text])
+    assert "\n" not in str(info.value)
+
+
+def test_cli_set_none_skips_evaluation(tmp_path):
+    """`run --set eval.problems=none`: a real (tiny) run that trains and evaluates nothing."""
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(cli, [
+        "run", "--preset", "tiny-ssd", "--name", "noeval", "--problems", "toy:train:3", "-n", "1", "--iters", "1",
+        "--set", "eval.problems=none",
+        "--set", "train.epochs=none",  # the preset's epochs would clash with --iters
+        "--runs-dir", str(runs), "--json"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    saved = json.loads((runs / "noeval" / "config.json").read_text())
+    assert saved["eval"]["problems"] is None
+    assert not (runs / "noeval" / "base" / "eval.json").exists()
+    assert not (runs / "noeval" / "round_1" / "eval.json").exists()
+    assert (runs / "noeval" / "round_1" / "adapters" / "adapters.safetensors").exists()
+
+
+def test_unsafe_no_isolation_is_not_part_of_a_runs_identity():
+    from mlx_selfdistill.config import RunConfig
+
+    assert RunConfig(unsafe_no_isolation=True).identity() == RunConfig().identity()
+    assert "unsafe_no_isolation" not in RunConfig().identity() and RunConfig().to_dict()["unsafe_no_isolation"] is False

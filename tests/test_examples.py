@@ -7,7 +7,6 @@ import importlib.util
 import os
 import re
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -23,15 +22,12 @@ EXECUTED = {"01_quickstart.ipynb", "04_perf_per_watt.ipynb"}  # stored with thei
 HUB_NOTEBOOKS = {"02_ssd_qwen_coder.ipynb": ["mlx-community/Qwen2.5-Coder-1.5B-Instruct-4bit"],
                  "03_teacher_student.ipynb": ["mlx-community/Qwen2.5-Coder-7B-Instruct-4bit",
                                               "mlx-community/Qwen2.5-Coder-1.5B-Instruct-4bit"]}
-OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3"
 
 
 def _kernel_env() -> dict:
-    """The kernel inherits our environment; on Linux preload OpenBLAS as the README says (20x faster matmul)."""
-    env = dict(os.environ)
-    if sys.platform.startswith("linux") and "LD_PRELOAD" not in env and Path(OPENBLAS).exists():
-        env["LD_PRELOAD"] = OPENBLAS
-    return env
+    """The kernel inherits our environment, as a user's would: no preload (the notebooks import
+    mlx_selfdistill before mlx, which binds MLX to the pip-installed OpenBLAS)."""
+    return dict(os.environ)
 
 
 def _execute(nb, cwd: Path, timeout: int = 600):

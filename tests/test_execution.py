@@ -18,6 +18,7 @@ from mlx_selfdistill.errors import UserError
 from mlx_selfdistill.execution import SandboxPool, verify_file, verify_samples
 from mlx_selfdistill.execution.grading import normalise_lines, plan_tests, stdout_equal, values_equal
 from mlx_selfdistill.execution.pool import remove_stale_roots
+from mlx_selfdistill.execution.protections import AREAS, refusal
 from mlx_selfdistill.execution.serialize import NotPlain, decode, to_json
 from mlx_selfdistill.jsonl import read_jsonl
 from mlx_selfdistill.records import Problem, Sample, Verdict
@@ -222,9 +223,55 @@ def test_judge_many_keeps_order_and_reports_each(pool):
 
 def test_protections_are_recorded(pool):
     prot = pool.protections
-    assert prot["network"] in ("netns", "userns+netns", "seccomp", "none")
+    assert set(AREAS) <= set(prot)
+    assert all(isinstance(prot[a]["ok"], bool) and prot[a]["how"] for a in AREAS)
     if os.uname().sysname == "Linux":
-        assert prot["subreaper"] is True and prot["network"] != "none"
+        assert prot["filesystem"]["ok"] and "Landlock" in prot["filesystem"]["how"]
+        assert prot["network"]["ok"] and prot["processes"]["ok"] and prot["disk"]["ok"]
+
+
+@pytest.mark.skipif(not os.uname().sysname == "Linux", reason="Landlock is Linux-only")
+def test_pool_refuses_to_start_without_a_filesystem_allow_list():
+    # The worker told to skip Landlock, as it must where the kernel has none.
+    refused = SandboxPool(workers=1, timeout_s=2)
+    refused.config["landlock"] = False
+    with pytest.raises(UserError) as exc:
+        refused.start()
+    message = str(exc.value)
+    assert "\n" not in message and "filesystem" in message and "--unsafe-no-isolation" in message
+    assert refused.workers == [] and refused.root is None  # nothing left running
+    unsafe = SandboxPool(workers=1, timeout_s=2, unsafe_no_isolation=True)
+    unsafe.config["landlock"] = False
+    with unsafe:
+        assert not unsafe.protections["filesystem"]["ok"]
+        assert unsafe.judge(ADD, "def add(a, b):\n    return a + b\n").status == "pass"
+
+
+@pytest.mark.skipif(not os.uname().sysname == "Linux", reason="Landlock is Linux-only")
+def test_without_namespaces_landlock_still_holds_and_the_disk_is_measured():
+    # As on a kernel that refuses unprivileged user namespaces (e.g. Ubuntu's AppArmor policy).
+    p = SandboxPool(workers=1, timeout_s=5, disk_files=20)
+    p.config["namespaces"] = False
+    with p:
+        prot = p.protections
+        assert prot["filesystem"]["ok"] and "measured" in prot["disk"]["how"], prot
+        many = "def add(a, b):\n    for i in range(500):\n        open('f%d' % i, 'w').close()\n    return a + b\n"
+        v = p.judge(ADD, many)
+        assert v.status == "output_limit" and "files than the box allows" in v.detail, v
+        escape = "def add(a, b):\n    open('../../escaped', 'w').close()\n    return a + b\n"
+        v = p.judge(ADD, escape)
+        assert v.status == "error" and "PermissionError" in v.detail, v
+        assert not os.path.exists(os.path.join(p.root, "escaped"))
+        assert p.judge(ADD, "def add(a, b):\n    return a + b\n").status == "pass"
+
+
+def test_refusal_names_the_missing_area():
+    report = {a: {"ok": True, "how": "x"} for a in AREAS}
+    assert refusal(report) is None
+    report["filesystem"] = {"ok": False, "how": "Landlock unavailable"}
+    assert "filesystem" in refusal(report) and "Landlock unavailable" in refusal(report)
+    report["filesystem"]["ok"], report["uid"]["ok"] = True, False
+    assert refusal(report) is None  # only the filesystem allow-list is required
 
 
 def test_a_dead_worker_is_replaced(pool):
@@ -316,7 +363,7 @@ def test_the_untyped_prctl_really_sets_the_parent_death_signal():
 def test_seccomp_fallback_blocks_inet_sockets():
     code = "import socket\ndef add(a, b):\n    socket.socket(socket.AF_INET, socket.SOCK_STREAM)\n    return a + b\n"
     with SandboxPool(workers=1, timeout_s=2, network="seccomp") as p:
-        assert p.protections["network"] == "seccomp"
+        assert p.protections["network"]["how"].startswith("seccomp")
         v = p.judge(ADD, code)
         assert v.status == "error" and "Permission denied" in v.detail
         unix = "import socket\ndef add(a, b):\n    socket.socketpair()\n    return a + b\n"
@@ -382,6 +429,11 @@ def test_verify_command(tmp_path):
     assert summary["verdicts"] == 4 and summary["by_status"]["pass"] == 2
     res = CliRunner().invoke(cli, ["verify", "--problems", str(problems), str(samples), "-o", str(out)])
     assert res.exit_code == 0 and "skipped 4" in res.output
+    out.unlink()
+    res = CliRunner().invoke(cli, ["verify", "--problems", str(problems), str(samples), "-o", str(out),
+                                   "--unsafe-no-isolation", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert "sandbox protections" in res.output and "filesystem" in res.output and "in force" in res.output
 
 
 def test_verify_command_errors_are_one_line(tmp_path, capsys):

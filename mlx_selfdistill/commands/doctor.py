@@ -1,5 +1,6 @@
 """`mlx-selfdistill doctor`: is this machine ready? Platform, MLX backend, BLAS speed,
-memory, energy meters and the default model, each with the fix when something is off."""
+memory, energy meters, the default model and the sandbox's protections, each with the fix
+when something is off."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from ._common import out, print_json
+from ._common import out, print_json, protections_table
 
 _STATUS = {"ok": "[green]ok[/green]", "warn": "[yellow]warn[/yellow]",
            "no": "[dim]no[/dim]", "info": "[dim]-[/dim]"}
@@ -34,6 +35,13 @@ def render(report: dict) -> None:
     if blas:
         ok = blas["status"] == "ok"
         text = f"{blas['gflops']:.1f} GFLOP/s float32 matmul; {blas.get('library') or 'no BLAS found'}"
+        loader = blas.get("loader") or {}
+        if loader.get("status") == "loaded":
+            threads = loader.get("threads")
+            text += f"\n{loader.get('config') or 'loaded'}, {threads} thread{'' if threads == 1 else 's'}"
+            text += " (libgfortran from the mlx[cpu] wheel)" if loader.get("via") == "symlinks" else ""
+        elif loader.get("status") not in (None, "not-linux"):
+            text += f"\nfast BLAS loader: {loader['status']} ({loader.get('detail')})"
         if not ok:
             text += f"\nslow reference BLAS. Fix: {blas['fix']}"
         rows.append(["cpu blas", _row_status(ok), text])
@@ -52,6 +60,11 @@ def render(report: dict) -> None:
     for check, status, detail in rows:
         t.add_row(check, status, escape(detail))  # details hold [extras] and paths
     out.print(t)
+    sandbox = report.get("sandbox")
+    if sandbox:
+        out.print(protections_table(sandbox, "sandbox: what holds for candidates here"))
+        if sandbox.get("refused"):
+            out.print(f"[yellow]verify will refuse to start:[/yellow] {escape(sandbox['refused'])}")
     meter = report["energy_meter"]
     out.print(f"energy meter used by bench: [bold]{meter}[/bold]"
                   + ("" if meter != "none" else " (energy will be reported as unavailable)"))
@@ -61,10 +74,13 @@ def render(report: dict) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("--no-blas-check", is_flag=True, help="Skip the matmul timing.")
 def doctor(as_json: bool, no_blas_check: bool) -> None:
-    """Check the platform: MLX backend, BLAS, memory, energy meters, default model."""
+    """Check the platform: MLX backend, BLAS, memory, energy meters, default model, sandbox."""
     from ..platform_info import diagnose
 
+    from ..execution import inspect_protections
+
     report = diagnose(run_blas_check=not no_blas_check)
+    report["sandbox"] = inspect_protections()
     if as_json:
         print_json(report)
     else:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import click
 
+from ..decoding import EVAL, caption
 from ..evaluation import compare_models
-from ._common import out, print_json, table
+from ..prompts import DEFAULT_STYLE, STYLES
+from ._common import out, print_json, table, unsafe_option
 from ._progress import StageProgress
 
 
@@ -22,29 +24,35 @@ def _floats(text):
               help="Model folder, Hugging Face id, GGUF file, ollama:NAME[:TAG], or 'tiny'.")
 @click.option("--adapter", type=click.Path(file_okay=False), help="Also evaluate the model with this adapter.")
 @click.option("--problems", "problems_spec", required=True)
-@click.option("-n", "n", type=int, help="Samples per problem [default: 1 when greedy, else 4].")
+@click.option("-n", "n", type=int, help=f"Samples per problem [default: 1 when greedy, else {EVAL.n}].")
 @click.option("-k", "ks", default="1", show_default=True, help="Comma-separated k for pass@k.")
-@click.option("--temperature", type=float, default=0.0, show_default=True)
-@click.option("--top-k", type=int, default=0)
-@click.option("--top-p", type=float, default=1.0)
-@click.option("--max-tokens", type=int, default=512, show_default=True)
+@click.option("--temperature", type=float, default=EVAL.temperature, show_default=True, help="0: greedy.")
+@click.option("--top-k", type=int, default=EVAL.top_k, show_default=True, help="0: no top-k.")
+@click.option("--top-p", type=float, default=EVAL.top_p, show_default=True, help="1: no top-p.")
+@click.option("--min-p", type=float, default=EVAL.min_p, show_default=True, help="0: no min-p.")
+@click.option("--max-tokens", type=int, default=EVAL.max_tokens, show_default=True)
+@click.option("--prompt-style", type=click.Choice(list(STYLES)), default=DEFAULT_STYLE, show_default=True,
+              help="chat: the project's prompt; raw: no chat template; evalplus: EvalPlus's instruct prompt, "
+                   "to compare with published leaderboard figures.")
 @click.option("--sweep", help="Comma-separated temperatures to sweep (reports the best per model).")
-@click.option("--seed", type=int, default=0)
+@click.option("--seed", type=int, default=EVAL.seed, show_default=True)
 @click.option("--workers", type=int)
 @click.option("--out", "out_dir", default="eval_out", show_default=True, type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True)
-def eval_cmd(model, adapter, problems_spec, n, ks, temperature, top_k, top_p, max_tokens, sweep, seed, workers,
-             out_dir, as_json):
+@unsafe_option
+def eval_cmd(model, adapter, problems_spec, n, ks, temperature, top_k, top_p, min_p, max_tokens, prompt_style, sweep,
+             seed, workers, out_dir, as_json, unsafe_no_isolation):
     """pass@k with the unbiased estimator, a 95% interval and a per-difficulty breakdown."""
     k_values = [int(k) for k in _floats(ks)]
     if n is None:
-        n = 1 if temperature == 0 else 4
+        n = 1 if temperature == 0 else EVAL.n
     if n < 1 or any(k < 1 or k > n for k in k_values):
         raise click.BadParameter(f"need n >= 1 and every k in 1..n (n={n}, k={ks})")
     with StageProgress(enabled=not as_json) as progress:
         results = compare_models(model, adapter, problems_spec, out_dir, sweep=_floats(sweep), progress=progress,
                                   n=n, ks=k_values, temperature=temperature, top_k=top_k, top_p=top_p,
-                                  max_tokens=max_tokens, seed=seed, workers=workers)
+                                  min_p=min_p, max_tokens=max_tokens, seed=seed, workers=workers,
+                                  prompt_style=prompt_style, unsafe_no_isolation=unsafe_no_isolation)
     if as_json:
         print_json(results)
         return
@@ -62,4 +70,5 @@ def eval_cmd(model, adapter, problems_spec, n, ks, temperature, top_k, top_p, ma
                                         if lv in results[x]["by_difficulty"] else "-" for x in labels])
     if sweep:
         rows.append(["best T (sweep)"] + [f"{results[x]['sweep']['best_temperature']:g}" for x in labels])
-    out.print(table(f"eval on {problems_spec} (n={n}, T={temperature:g})", ["metric"] + labels, rows))
+    out.print(table(f"eval on {problems_spec} (prompt {prompt_style})", ["metric"] + labels, rows))
+    out.print(caption(results[labels[0]]["sampling"]), markup=False)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import click
 
 from ..config import list_presets, resolve_config
+from ..decoding import caption
 from ..loop import run as run_loop
-from ._common import out, print_json, table
+from ..prompts import STYLES
+from ._common import out, print_json, table, unsafe_option
 from ._progress import StageProgress
 
 
@@ -21,6 +23,12 @@ def round_rows(summary: dict) -> list[list]:
         rows.append([f"round {r['round']}", r["samples"], r["kept"],
                      f"{ev['pass_at_1']:.3f}" if ev else "-", _ci(ev) if ev else "-", secs])
     return rows
+
+
+def settings_caption(config) -> str:
+    """How the training samples and the evaluation (pass@1) were drawn."""
+    return (caption(config.sample.__dict__, "training samples") + "\n"
+            + caption(config.eval.__dict__, "pass@1 sampling"))
 
 
 def _ci(result: dict) -> str:
@@ -43,29 +51,38 @@ def _ci(result: dict) -> str:
 @click.option("--top-k", type=int)
 @click.option("--top-p", type=float)
 @click.option("--eval-temperature", type=float, help="Decoding temperature for evaluation.")
+@click.option("--eval-prompt-style", type=click.Choice(list(STYLES)),
+              help="Prompt style for evaluation (evalplus: EvalPlus's instruct prompt) [default: as sampled].")
 @click.option("--iters", type=int, help="Training steps per round.")
 @click.option("--seed", type=int)
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Set any config field, last; repeatable. none unsets a field: --set eval.problems=none.")
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--overwrite", is_flag=True, help="Replace a run directory started with another config.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@unsafe_option
 def run(config_file, preset_name, name, method, model, teacher, problems, eval_problems, rounds, n, temperature,
-        top_k, top_p, eval_temperature, iters, seed, runs_dir, overwrite, as_json):
+        top_k, top_p, eval_temperature, eval_prompt_style, iters, seed, assignments, runs_dir, overwrite, as_json,
+        unsafe_no_isolation):
     """Run (or resume) self-distillation rounds: sample, verify, filter, train, evaluate."""
     overrides = {
         "name": name, "method": method, "model": model, "teacher": teacher, "problems": problems,
         "rounds": rounds,
         "sample": {"n": n, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed},
-        "eval": {"problems": eval_problems, "temperature": eval_temperature},
+        "eval": {"problems": eval_problems, "temperature": eval_temperature, "prompt_style": eval_prompt_style},
         "train": {"iters": iters},
+        "unsafe_no_isolation": unsafe_no_isolation or None,
     }
-    config = resolve_config(preset_name=preset_name, config_file=config_file, overrides=overrides)
+    config = resolve_config(preset_name=preset_name, config_file=config_file, overrides=overrides,
+                            assignments=assignments)
     with StageProgress(enabled=not as_json) as progress:
         summary = run_loop(config, runs_dir, overwrite=overwrite, progress=progress)
     if as_json:
         print_json(summary)
         return
     out.print(table(f"run {config.name} ({config.method})",
-                        ["model", "samples", "kept", "pass@1", "95% CI", "time"], round_rows(summary)))
+                    ["model", "samples", "kept", "pass@1", "95% CI", "time"], round_rows(summary)))
+    out.print(settings_caption(config), markup=False)
     out.print(f"run directory: {summary['run_dir']}")
 
 

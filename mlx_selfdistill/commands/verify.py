@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..execution.verify import verify_file
-from ._common import out, print_json, table
+from ._common import out, print_json, protections_table, table, unsafe_option
 from ._progress import StageProgress
 
 
@@ -20,11 +20,12 @@ from ._progress import StageProgress
               help="Wall-clock seconds per candidate (all its tests).")
 @click.option("--memory-mb", type=int, default=1024, show_default=True, help="Memory limit per candidate.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
-def verify(samples, problems_spec, out_path, workers, timeout_s, memory_mb, as_json):
+@unsafe_option
+def verify(samples, problems_spec, out_path, workers, timeout_s, memory_mb, as_json, unsafe_no_isolation):
     """Run candidates' tests in the sandbox and write verdicts."""
     with StageProgress(enabled=not as_json) as progress:
         summary = verify_file(problems_spec, samples, out_path, workers=workers, timeout_s=timeout_s,
-                              memory_mb=memory_mb, progress=progress)
+                              memory_mb=memory_mb, progress=progress, unsafe_no_isolation=unsafe_no_isolation)
     if as_json:
         print_json(summary)
         return
@@ -32,7 +33,7 @@ def verify(samples, problems_spec, out_path, workers, timeout_s, memory_mb, as_j
             for status, count in summary["by_status"].items()]
     out.print(table(f"verify -> {out_path}", ["status", "verdicts", "share"], rows))
     speed = f", {summary['candidates_per_s']}/s" if summary["candidates_per_s"] else ""
-    prot = summary["protections"]
-    shield = f"; network: {prot.get('network')}, uid: {prot.get('uid')}" if prot else ""
+    if summary["protections"]:
+        out.print(protections_table(summary["protections"]))
     out.print(f"judged {summary['judged']} (skipped {summary['skipped']} already judged) in "
-                  f"{summary['seconds']}s{speed}; pass rate {summary['pass_rate']:.1%}{shield}")
+              f"{summary['seconds']}s{speed}; pass rate {summary['pass_rate']:.1%}")

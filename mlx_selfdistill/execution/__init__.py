@@ -5,7 +5,7 @@ the child never sees.
     from mlx_selfdistill.execution import SandboxPool, verify_samples, verify_file
 """
 
-from .pool import SandboxPool
+from .pool import SandboxPool, inspect_protections
 from .verify import verify_file, verify_into_file, verify_samples
 
-__all__ = ["SandboxPool", "verify_samples", "verify_file", "verify_into_file"]
+__all__ = ["SandboxPool", "inspect_protections", "verify_samples", "verify_file", "verify_into_file"]

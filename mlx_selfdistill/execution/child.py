@@ -69,7 +69,8 @@ def assist_imports(source: str) -> None:
 
 
 def enter_sandbox(report_fd: int, box: str, settings: dict, source: str = "") -> None:
-    """Own session, box as cwd, only fds 0-3 open, limits, unprivileged uid, die with the worker.
+    """Own session, box as cwd, the Landlock domain (and seccomp filter), only fds 0-3 open,
+    limits, unprivileged uid, die with the worker.
 
     Every step here costs page faults in the forked child (the dominant cost of a trivial
     candidate), so whatever can be done once in the worker is done there instead."""
@@ -82,6 +83,14 @@ def enter_sandbox(report_fd: int, box: str, settings: dict, source: str = "") ->
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
+    # The filesystem allow-list and process scoping, then the metadata filter (both prepared
+    # by the worker: one call each here). Before the fds close: the ruleset is one of them.
+    ruleset = settings.get("landlock")
+    if ruleset is not None and not ruleset.enter():
+        raise OSError("could not enter the Landlock domain")
+    seccomp = settings.get("seccomp")
+    if seccomp is not None and not seccomp.enter():
+        raise OSError("could not install the seccomp filter")
     os.closerange(REPORT_FD + 1, max(null + 1, 1 << 16))
     apply_limits(settings["limits"])
     if settings.get("uid") is not None:
@@ -157,10 +166,14 @@ def run(job: dict, report_fd: int, box: str, settings: dict) -> None:
     try:
         enter_sandbox(report_fd, box, settings, job["code"] if isinstance(job.get("code"), str) else "")
     except BaseException as exc:  # a sandbox we could not set up must not run the candidate
-        try:
-            os.write(report_fd, (json.dumps({"setup_error": describe(exc)}) + "\n").encode())
-        finally:
-            os._exit(71)
+        line = (json.dumps({"setup_error": describe(exc)}) + "\n").encode()
+        for fd in (REPORT_FD, report_fd):  # the report fd may have moved to REPORT_FD already
+            try:
+                os.write(fd, line)
+                break
+            except OSError:
+                pass
+        os._exit(71)
     try:
         _last_flush[0] = time.monotonic()
         _run_tests(job, settings)

@@ -247,6 +247,8 @@ def grade(plan: Plan, reply: dict, problem_id: str, sample_index: int, timeout_s
         return done("timeout", f"no result within {timeout_s:g}s{tally}")
     if reason == "output_limit":
         return done("output_limit", "the program's output exceeded the limit" + tally)
+    if reason == "disk_limit":
+        return done("output_limit", "wrote more bytes or files than the box allows" + tally)
     if reason == "memory":
         return done("memory", "resident memory exceeded the limit" + tally)
     if not flags.get("done"):

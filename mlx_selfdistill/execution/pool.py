@@ -7,7 +7,9 @@
 Workers are started once (python worker.py, scrubbed environment, own session), and each
 candidate costs one fork in a warm worker instead of a fresh interpreter. The pool keeps
 the expected values and grades (grading.py); a worker that dies or stops answering is
-replaced and its candidate gets a crash / timeout verdict.
+replaced and its candidate gets a crash / timeout verdict. `pool.protections` says what
+holds for candidates (protections.py); the pool refuses to start without a filesystem
+allow-list unless built with unsafe_no_isolation=True.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ..errors import UserError
 from ..records import Problem, Sample, Verdict
 from . import seatbelt
 from .grading import Plan, grade, plan_tests
+from .protections import AREAS, entry, refusal
 
 WORKER_SCRIPT = str(Path(__file__).with_name("worker.py"))
 # Imported once in each worker so candidates' most common imports cost nothing after the
@@ -90,7 +93,8 @@ class _Worker:
 class SandboxPool:
     def __init__(self, workers: Optional[int] = None, timeout_s: float = 5.0, memory_mb: Optional[int] = 1024,
                  *, output_bytes: int = DEFAULT_OUTPUT_BYTES, network: str = "auto", memory_guard: str = "auto",
-                 nproc: int = 64, preimport: Iterable[str] = PREIMPORT):
+                 nproc: int = 64, preimport: Iterable[str] = PREIMPORT, disk_mb: int = 64, disk_files: int = 1000,
+                 unsafe_no_isolation: bool = False):
         if os.name != "posix":
             raise UserError("the sandbox needs a POSIX system (Linux or macOS); run verify under WSL on Windows")
         if workers is not None and workers < 1:
@@ -103,9 +107,15 @@ class SandboxPool:
             raise UserError(f"network must be auto, seccomp or none, got {network!r}")
         if memory_guard not in ("auto", "rlimit", "rss", "both"):
             raise UserError(f"memory_guard must be auto, rlimit, rss or both, got {memory_guard!r}")
+        if disk_mb < 1 or disk_files < 16:
+            raise UserError(f"the disk bound must allow at least 1 MiB and 16 files, got {disk_mb} MiB, {disk_files}")
         self.n_workers = workers or default_workers()
+        # Refuse to start without a filesystem allow-list, unless the caller says otherwise.
+        self.unsafe_no_isolation = bool(unsafe_no_isolation)
+        self.launcher: dict = {}  # protections the command wrapping each worker provides (macOS)
         self.timeout_s, self.memory_mb, self.output_bytes = float(timeout_s), memory_mb, int(output_bytes)
-        self.config = {"network": network, "memory_guard": memory_guard, "nproc": nproc, "preimport": list(preimport)}
+        self.config = {"network": network, "memory_guard": memory_guard, "nproc": nproc, "preimport": list(preimport),
+                       "disk_mb": int(disk_mb), "disk_files": int(disk_files)}
         self.workers: list[_Worker] = []
         self.root: Optional[str] = None
         self.marker = ""
@@ -124,6 +134,10 @@ class SandboxPool:
         try:
             procs = [self._spawn(i) for i in range(self.n_workers)]  # start all, then wait for all
             self.workers = [self._handshake(i, p) for i, p in enumerate(procs)]
+            for w in self.workers:  # each worker sets up its own isolation: all must hold
+                reason = refusal(dict(self.launcher, **w.info.get("protections", {})))
+                if reason and not self.unsafe_no_isolation:
+                    raise UserError(reason)
         except BaseException:
             self.close()
             raise
@@ -139,6 +153,7 @@ class SandboxPool:
         cmd = [sys.executable, "-s", "-B", WORKER_SCRIPT]
         if seatbelt.available() and self.config["network"] == "auto":  # macOS: deny-by-default profile
             cmd = seatbelt.wrap(cmd, wdir)
+            self.launcher = seatbelt.protections()
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 cwd=wdir, env=scrubbed_env(box, self.marker), close_fds=True,
                                 start_new_session=True)
@@ -164,8 +179,16 @@ class SandboxPool:
 
     @property
     def protections(self) -> dict:
-        """What each worker managed to set up (network isolation, uid, subreaper, memory guard)."""
-        return dict(self.workers[0].info.get("protections", {})) if self.workers else {}
+        """What holds for candidates (protections.py: filesystem, network, processes, uid,
+        disk, each {"ok", "how"}), as the first worker and its launcher report it."""
+        if not self.workers:
+            return {}
+        report = dict(self.workers[0].info.get("protections", {}))
+        for area, value in self.launcher.items():
+            report.setdefault(area, value)
+        for area in AREAS:
+            report.setdefault(area, entry(False, "not provided on this platform"))
+        return report
 
     def close(self) -> None:
         for w in self.workers:
@@ -328,6 +351,16 @@ class SandboxPool:
         self.workers[self.workers.index(w)] = fresh
         sel.register(fresh.proc.stdout, selectors.EVENT_READ, fresh)
         self.restarts += 1
+
+
+def inspect_protections() -> dict:
+    """What holds for candidates on this machine: a one-worker pool is started (even where it
+    would refuse to run candidates) and its report returned, with `refused`: the reason a
+    pool would not start here, or None."""
+    with SandboxPool(workers=1, timeout_s=5, unsafe_no_isolation=True) as pool:
+        report = pool.protections
+    report["refused"] = refusal(report)
+    return report
 
 
 def _kill(proc: subprocess.Popen) -> None:

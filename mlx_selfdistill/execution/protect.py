@@ -1,6 +1,8 @@
 """OS-level protections for the sandbox, via ctypes (stdlib only: the worker imports this
-file directly). Each function degrades gracefully and says what it managed, so the pool
-can record which protections are really active on this machine.
+file directly): prctl flags, the seccomp filters, the uid switch, resource limits, process
+inspection. Each function degrades gracefully and says what it managed, so the pool can
+record which protections are really active on this machine. Landlock and namespaces have
+modules of their own.
 """
 
 from __future__ import annotations
@@ -17,14 +19,11 @@ LINUX = sys.platform.startswith("linux")
 MACOS = sys.platform == "darwin"
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_SECCOMP = 22
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 SECCOMP_MODE_FILTER = 2
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
-CLONE_NEWNS = 0x00020000
-MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
 
 # Candidate processes of a root-run pool run as this uid + (worker pid % 1e6): an unused uid
 # per worker, so RLIMIT_NPROC binds, and the candidate cannot signal or read (/proc/*/environ)
@@ -67,121 +66,109 @@ def die_with_parent(sig: int = 9) -> bool:
     return _untyped_prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
 
 
-def _write(path: str, text: str) -> None:
-    with open(path, "w") as fh:
-        fh.write(text)
+# Per architecture: AUDIT_ARCH, the socket syscall, the path-based metadata syscalls
+# (chmod/chown/utimes/xattr families: Landlock does not cover them), io_uring_setup.
+_SECCOMP = {
+    "x86_64": (0xC000003E, 41, (90, 92, 94, 132, 188, 189, 197, 198, 235, 260, 261, 268, 280, 452, 463, 466)),
+    "aarch64": (0xC00000B7, 198, (5, 6, 14, 15, 53, 54, 88, 452, 463, 466)),
+}
+_SECCOMP["amd64"], _SECCOMP["arm64"] = _SECCOMP["x86_64"], _SECCOMP["aarch64"]
+IO_URING_SETUP = 425
+X32_BIT = 0x40000000
 
 
-def isolate_network() -> str:
-    """Cut this process (and every later child) off the network. Returns the method used:
-    'netns' (an empty network namespace), 'seccomp' (inet sockets refused) or 'none'."""
-    if LINUX:
-        if os.geteuid() == 0 and libc().unshare(CLONE_NEWNET) == 0:
-            return "netns"
-        uid, gid = os.geteuid(), os.getegid()
-        if libc().unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0:
-            try:  # keep our own uid/gid inside the new user namespace
-                _write("/proc/self/setgroups", "deny")
-                _write("/proc/self/uid_map", f"{uid} {uid} 1")
-                _write("/proc/self/gid_map", f"{gid} {gid} 1")
-            except OSError:
-                pass
-            return "userns+netns"
-        if install_seccomp_no_inet():
-            return "seccomp"
-    return "none"
+class SeccompFilter:
+    """A classic-BPF seccomp program, assembled once (in the worker), installed with one
+    prctl (in each child when it is per candidate). Denied calls fail with EPERM/EACCES."""
+
+    def __init__(self, *, deny_inet: bool = False, deny_unix: bool = False, deny_metadata: bool = False):
+        arch = _SECCOMP.get(platform.machine().lower())
+        self.buf = self.fprog = None
+        if not LINUX or arch is None or not (deny_inet or deny_unix or deny_metadata):
+            return
+        audit_arch, nr_socket, metadata = arch
+        ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
+        allow, eperm, eacces = 0x7FFF0000, 0x00050000 | errno.EPERM, 0x00050000 | errno.EACCES
+        # (code, jump-true label, jump-false label, k); labels resolve to relative offsets.
+        prog = [(ld, None, None, 4), (jeq, None, "allow", audit_arch), (ld, None, None, 0)]
+        if audit_arch == 0xC000003E:
+            prog.append((jge, "deny", None, X32_BIT))  # x32 calls: another table, never used by Python
+        if deny_metadata:
+            prog += [(jeq, "eperm", None, nr) for nr in metadata]
+        if deny_inet or deny_unix:
+            # socket() of a denied family; socketpair() stays (multiprocessing.Pipe uses it).
+            families = ((2, 10) if deny_inet else ()) + ((1,) if deny_unix else ())  # AF_INET, AF_INET6, AF_UNIX
+            prog += [(jeq, "deny", None, IO_URING_SETUP), (jeq, "family", "allow", nr_socket),
+                     ("family", ld, None, None, 16)]  # A = low 32 bits of args[0] (the address family)
+            prog += [(jeq, "deny", None, f) for f in families]
+        prog += [("allow", ret, None, None, allow), ("deny", ret, None, None, eacces),
+                 ("eperm", ret, None, None, eperm)]
+        labels, plain = {}, []
+        for ins in prog:
+            if isinstance(ins[0], str):
+                labels[ins[0]] = len(plain)
+                ins = ins[1:]
+            plain.append(ins)
+        raw = b""
+        for i, (code, jt, jf, k) in enumerate(plain):
+            rel = (lambda lab: 0 if lab is None else labels[lab] - i - 1)
+            raw += struct.pack("HBBI", code, rel(jt), rel(jf), k)
+
+        class SockFprog(ctypes.Structure):
+            _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+        self.buf = ctypes.create_string_buffer(raw, len(raw))
+        self.fprog = SockFprog(len(plain), ctypes.cast(self.buf, ctypes.c_void_p))
+        # Everything the install call needs, built here: in a forked child each ctypes object
+        # made costs page faults (building the pointer there cost ~95 more per child).
+        self._arg = ctypes.c_void_p(ctypes.addressof(self.fprog))
+        self._prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def install(self) -> bool:
+        """Filter this process and its later children. Needs no_new_privs (set here) or
+        CAP_SYS_ADMIN."""
+        return self.fprog is not None and no_new_privs() and self.enter()
+
+    def enter(self) -> bool:
+        """install() for a child forked from a process that already set no_new_privs: one call."""
+        return self._prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, self._arg, 0, 0) == 0
 
 
-def _seccomp_arch():
-    machine = platform.machine().lower()
-    if machine in ("x86_64", "amd64"):
-        return 0xC000003E, 41, 0x40000000 + 41  # AUDIT_ARCH_X86_64, socket, x32 socket
-    if machine in ("aarch64", "arm64"):
-        return 0xC00000B7, 198, 198
-    return None
+def install_seccomp_sockets(*, inet: bool) -> bool:
+    """socket(AF_UNIX, ...) fails with EACCES, and with `inet` socket(AF_INET/AF_INET6) and
+    io_uring_setup too. A named unix socket (the user's D-Bus session, ssh-agent, docker)
+    reaches past every namespace and Landlock ABI up to 7 does not cover connecting to one;
+    socketpair() stays (multiprocessing needs it)."""
+    return SeccompFilter(deny_inet=inet, deny_unix=True).install()
 
 
-def install_seccomp_no_inet() -> bool:
-    """A seccomp filter: socket(AF_INET/AF_INET6, ...) and io_uring_setup fail with EACCES.
-    Unix sockets stay allowed (multiprocessing needs socketpair)."""
-    arch = _seccomp_arch()
-    if not LINUX or arch is None:
-        return False
-    audit_arch, nr_socket, nr_socket_x32 = arch
-    ld, jeq, ret = 0x20, 0x15, 0x06
-    allow, deny = 0x7FFF0000, 0x00050000 | errno.EACCES
-    prog = [
-        (ld, 0, 0, 4),                # A = seccomp_data.arch
-        (jeq, 0, 7, audit_arch),      # other ABI: allow (-> 9)
-        (ld, 0, 0, 0),                # A = seccomp_data.nr
-        (jeq, 6, 0, 425),             # io_uring_setup -> deny
-        (jeq, 1, 0, nr_socket),       # socket -> check the family
-        (jeq, 0, 3, nr_socket_x32),
-        (ld, 0, 0, 16),               # A = low 32 bits of args[0] (the family)
-        (jeq, 2, 0, 2),               # AF_INET -> deny
-        (jeq, 1, 0, 10),              # AF_INET6 -> deny
-        (ret, 0, 0, allow),
-        (ret, 0, 0, deny),
-    ]
-    raw = b"".join(struct.pack("HBBI", *ins) for ins in prog)
-    buf = ctypes.create_string_buffer(raw, len(raw))
-
-    class SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-    fprog = SockFprog(len(prog), ctypes.cast(buf, ctypes.c_void_p))
-    if not prctl(PR_SET_NO_NEW_PRIVS, 1):
-        return False
-    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog))
+def no_new_privs() -> bool:
+    """Later execve cannot gain privileges (setuid bits, file capabilities): Landlock and
+    seccomp filters need it from unprivileged processes."""
+    return prctl(PR_SET_NO_NEW_PRIVS, 1)
 
 
-def _blocked_ancestor(path: str):
-    """(dir, child) where other users cannot traverse dir on the way to path, else None."""
-    parts = os.path.realpath(path).strip("/").split("/")
-    current = "/"
-    for name in parts:
-        try:
-            if not os.stat(current).st_mode & 0o001:
-                return current, name
-        except OSError:
-            return None
-        current = os.path.join(current, name)
-    return None
+def set_dumpable(on: bool) -> bool:
+    """A non-dumpable process cannot be ptraced, nor its /proc/<pid>/environ read, by a
+    process of the same uid without CAP_SYS_PTRACE."""
+    return prctl(PR_SET_DUMPABLE, int(on))
 
 
-def expose_paths(paths) -> bool:
-    """Make `paths` reachable for the sandbox uid in a private mount namespace: each directory
-    others cannot traverse (say a 0700 /root holding pyenv's Python) is covered by an empty
-    tmpfs into which only the needed child directory is bind-mounted back. The rest of that
-    directory (tokens, caches) becomes invisible to candidates. Root on Linux only."""
-    if not LINUX or os.geteuid() != 0:
-        return False
-    blocked: dict[str, set] = {}
+def blocked_ancestors(paths) -> dict:
+    """{directory: {child names}}: directories other users cannot traverse on the way to paths."""
+    blocked: dict = {}
     for p in paths:
-        hit = _blocked_ancestor(p)
-        if hit:
-            blocked.setdefault(hit[0], set()).add(hit[1])
-    if not blocked:
-        return True
-    mount = libc().mount
-    mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-    if libc().unshare(CLONE_NEWNS) != 0 or mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-        return False
-    for top, kids in sorted(blocked.items(), key=lambda kv: -len(kv[0])):
-        fds = {k: os.open(os.path.join(top, k), os.O_PATH | os.O_DIRECTORY) for k in kids
-               if os.path.isdir(os.path.join(top, k))}
-        try:
-            if mount(b"tmpfs", top.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=755,size=1m") != 0:
-                return False
-            for k, fd in fds.items():
-                target = os.path.join(top, k)
-                os.mkdir(target, 0o755)
-                if mount(f"/proc/self/fd/{fd}".encode(), target.encode(), None, MS_BIND | MS_REC, None) != 0:
-                    return False
-        finally:
-            for fd in fds.values():
-                os.close(fd)
-    return True
+        parts = os.path.realpath(p).strip("/").split("/")
+        current = "/"
+        for name in parts:
+            try:
+                if not os.stat(current).st_mode & 0o001:
+                    blocked.setdefault(current, set()).add(name)
+                    break
+            except OSError:
+                break
+            current = os.path.join(current, name)
+    return blocked
 
 
 def sandbox_uid() -> int | None:

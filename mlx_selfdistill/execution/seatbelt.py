@@ -188,6 +188,18 @@ def describe_profile(paths: Optional[SeatbeltPaths] = None) -> dict:
     }
 
 
+def protections() -> dict:
+    """The areas of the protections report (protections.py) this profile holds; the worker
+    adds disk, which it watches itself."""
+    from .protections import entry
+
+    return {"filesystem": entry(True, "Seatbelt, deny by default: writes only in the worker's temp dir, reads only "
+                                      "the interpreter's directories and system libraries"),
+            "network": entry(True, "Seatbelt: no network rule"),
+            "processes": entry(True, "Seatbelt: signals and process information only within the sandbox"),
+            "uid": entry(False, "same as the pool")}
+
+
 def sbpl_string(text: str) -> str:
     """`text` as an SBPL (Scheme) string literal: backslash and quote escaped, line breaks
     and tabs written as escapes so a rule stays on one line."""

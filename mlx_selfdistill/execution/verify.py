@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 from ..errors import UserError
 from ..jsonl import JsonlWriter
 from ..progress import Progress
-from ..records import Problem, Sample, Verdict, read_records
+from ..records import Problem, Sample, Verdict, in_key_order, read_records
 from .pool import SandboxPool, default_workers
 
 Problems = Union[Mapping[str, Problem], Iterable[Problem], str]
@@ -65,8 +65,9 @@ def verify_into_file(problems: Problems, samples: Sequence[Sample], out_path: Un
                      on_result: Optional[Callable[[Verdict], None]] = None, **pool_options) -> tuple[list, dict]:
     """Judge the samples not yet in out_path, appending each verdict as it comes (resumable).
 
-    Returns every verdict of the file (earlier ones first) and what this call did: judged,
-    skipped, seconds, protections. A sample listed twice is judged once."""
+    Returns every verdict of the file in (problem_id, sample_index) order (not the order the
+    sandbox finished them in) and what this call did: judged, skipped, seconds, protections.
+    A sample listed twice is judged once."""
     _workers(workers, timeout_s, 1)
     verdicts = read_records(out_path, Verdict, missing_ok=True)
     done = {v.key for v in verdicts}
@@ -93,7 +94,7 @@ def verify_into_file(problems: Problems, samples: Sequence[Sample], out_path: Un
             pool.judge_many(pairs, on_result=record)
     info = {"judged": len(todo), "skipped": len(done), "seconds": time.perf_counter() - t0,
             "protections": protections}
-    return verdicts, info
+    return in_key_order(verdicts), info
 
 
 def verify_file(problems: Problems, samples_path: Union[str, Path], out_path: Union[str, Path], *,

@@ -1,10 +1,13 @@
 """A sandbox worker: a small single-threaded process that forks one child per candidate.
 
-Started by SandboxPool with a scrubbed environment as `python -s -B worker.py`. It imports
-what candidates commonly need once (so each fork starts warm), cuts itself off the network,
-becomes a subreaper, then loops: read a job line on stdin, fork the child (child.py), wait
-for its report with a wall-clock deadline, kill its whole process group and every
-descendant left behind, empty the box directory, and write one reply line on stdout.
+Started by SandboxPool with a scrubbed environment as `python -s -B worker.py`. Once, it
+isolates itself (Linux: namespaces.py - its own user, mount, network and PID namespace with
+a capped tmpfs box and private /tmp; landlock.py - the ruleset each child enters; a seccomp
+filter when candidates share our uid), reports what holds (protections.py), and imports
+what candidates commonly need (so each fork starts warm). Then it loops: read a job line on
+stdin, fork the child (child.py), wait for its report with a wall-clock deadline, kill its
+whole process group and every descendant left behind, empty the box, and write one reply
+line on stdout.
 
 The reply carries the child's raw report text (capped); the pool decodes and grades it.
 Stdlib only: this file runs outside the package.
@@ -24,7 +27,10 @@ from json.encoder import encode_basestring_ascii as quote  # C: no Python frames
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import child  # noqa: E402
+import landlock  # noqa: E402
+import namespaces  # noqa: E402
 import protect  # noqa: E402
+import protections  # noqa: E402
 
 sys.path.pop(0)
 
@@ -40,36 +46,32 @@ class Worker:
         self.box = config["box"]
         self.wdir = os.path.dirname(self.box)
         self.extra_nproc = int(config.get("nproc", 64))
-        self.protections = {"platform": sys.platform}
-        self.protections["die_with_pool"] = protect.die_with_parent(signal.SIGKILL)
-        self.protections["subreaper"] = protect.set_subreaper()
-        network = config.get("network", "auto")
-        if network == "auto":
-            self.protections["network"] = protect.isolate_network()
-        elif network == "seccomp":
-            self.protections["network"] = "seccomp" if protect.install_seccomp_no_inet() else "none"
-        else:
-            self.protections["network"] = "none"
-        self.uid = protect.sandbox_uid() if self.protections["network"] != "userns+netns" else None
-        self.protections["uid"] = self.uid if self.uid is not None else "same as the pool"
+        self.disk_bytes = int(config.get("disk_mb", 64)) * 1024 * 1024
+        self.disk_files = int(config.get("disk_files", 1000))
+        self.uid = protect.sandbox_uid()
+        self.pid_ns = self.proc_ok = self.disk_watch = False
+        self.landlock = self.metadata_filter = None
+        self.landlock_per_child = True
         self.import_assist = False
-        if self.uid is not None and not self.uid_can_read_python():
-            # e.g. pyenv under a 0700 /root: expose just Python's directories to the sandbox uid.
-            exposed = protect.expose_paths([sys.base_prefix, sys.prefix, os.path.dirname(os.__file__)]
-                                           + [p for p in sys.path if p])
-            self.import_assist = not (exposed and self.uid_can_read_python())
-            self.protections["python_paths"] = "bind-mounted for the sandbox uid" if not self.import_assist else \
-                "unreadable to the sandbox uid: named imports load before the uid drop"
+        self.box_ino = None
+        protect.die_with_parent(signal.SIGKILL)
+        self.reset_box(force=True)
         guard = config.get("memory_guard", "auto")
         if guard == "auto":
             guard = "rlimit" if protect.LINUX else "rss"
         self.rlimit_memory = guard in ("rlimit", "both")
         self.rss_watch = guard in ("rss", "both")
+        if protect.LINUX:
+            self.protections = self.isolate_linux(config)
+        else:  # macOS: the pool's launcher (sandbox-exec) holds what there is; it fills the report
+            self.disk_watch = True
+            size = f"{self.disk_bytes // (1024 * 1024)} MiB / {self.disk_files} files"
+            self.protections = {"platform": sys.platform,
+                                "disk": protections.entry(True, f"box measured, candidate killed past {size}")}
         self.protections["memory"] = guard
         self.jobs = 0
         self.nproc = None
         self._limits_key, self._limits = None, []
-        self.reset_box(force=True)
         # Limits every child of this pool gets, set once on this worker (soft = hard, which
         # the children inherit) instead of in each child: each setrlimit in a forked child
         # costs it page faults. None of them hinders the worker: it writes no files, keeps a
@@ -88,16 +90,130 @@ class Worker:
         gc.collect()
         gc.freeze()  # forked children then touch fewer of the parent's pages
 
+    # -- isolation (set up once per worker) -------------------------------------------------
+    def isolate_linux(self, config: dict) -> dict:
+        """Enter namespaces, make the private mounts, prepare the Landlock ruleset and the
+        seccomp filter the children install; returns the protections report."""
+        root = self.uid is not None
+        network = config.get("network", "auto")
+        # config "namespaces" / "landlock" = False: behave as on a kernel without them (tests).
+        flags = namespaces.probe(self.box) if config.get("namespaces", True) else 0
+        if network != "auto":
+            flags &= ~namespaces.CLONE_NEWNET
+        entered = namespaces.enter(flags)  # with a PID namespace, we are its init from here on
+        flags = flags if entered else 0
+        self.pid_ns = bool(flags & namespaces.CLONE_NEWPID)
+        mounts: dict = {}
+        if flags & namespaces.CLONE_NEWNS:
+            opts = f"size={max(1, self.disk_bytes // 1024)}k,nr_inodes={self.disk_files}"
+            mounts = namespaces.private_mounts(self.box, box_options=opts, owner_uid=self.uid, proc=self.pid_ns)
+            self.box_ino = None
+            self.reset_box(force=True)
+        self.proc_ok = not self.pid_ns or mounts.get("proc", False)
+        if not self.pid_ns:
+            protect.set_subreaper()  # orphans (setsid grandchildren) come back to us for the sweep
+        netns = bool(flags & namespaces.CLONE_NEWNET)
+        seccomp_inet = not netns and network in ("auto", "seccomp")
+        sockets = network != "none" and protect.install_seccomp_sockets(inet=seccomp_inet)
+        if netns:
+            net = "an empty network namespace"
+        elif seccomp_inet and sockets:
+            net = "seccomp: inet sockets refused"
+        else:
+            net = None
+        if net and sockets:
+            net += "; no unix socket() (seccomp)"
+        if root and not self.uid_can_read_python():
+            # e.g. pyenv under a 0700 /root: show the sandbox uid just Python's directories.
+            blocked = protect.blocked_ancestors(landlock.interpreter_paths())
+            exposed = bool(flags & namespaces.CLONE_NEWNS) and namespaces.expose_blocked(blocked)
+            self.import_assist = not (exposed and self.uid_can_read_python())
+        if flags & namespaces.CLONE_NEWUSER and not namespaces.drop_capabilities():
+            # The user namespace gave us capabilities; children must not inherit them.
+            raise RuntimeError("could not drop the user namespace's capabilities")
+        protect.no_new_privs()
+        version = landlock.abi() if config.get("landlock", True) else 0
+        if version:
+            try:
+                self.landlock = landlock.Ruleset(version, self.box, landlock.read_paths())
+            except OSError:
+                self.landlock = None
+        if not root:
+            # Candidates share our uid: no chmod/chown/utime/xattr by path (Landlock does not
+            # cover file metadata), and we cannot be ptraced by them.
+            self.metadata_filter = protect.SeccompFilter(deny_metadata=True)
+            if self.metadata_filter.fprog is None:  # an architecture without a syscall table here
+                self.metadata_filter = None
+            protect.set_dumpable(False)
+        self.disk_watch = not mounts.get("box_tmpfs")
+        if self.landlock is not None and self.pid_ns and not self.rss_watch and self.landlock.enter():
+            # As the init of a PID namespace, candidates can neither signal us (the kernel
+            # drops it) nor trace us (another uid, or we are not dumpable to them): enter the
+            # domain here once instead of in every child (~10 % of a trivial candidate's cost).
+            # Each worker's domain is its own, so candidates of other workers stay apart.
+            self.landlock_per_child = False
+        return self.report(root, flags, mounts, net)
+
+    def report(self, root: bool, flags: int, mounts: dict, net) -> dict:
+        ll = self.landlock.describe() if self.landlock else None
+        rep = {"platform": sys.platform}
+        if ll:
+            how = f"Landlock ABI {ll['abi']}: writes only in its box; reads only the interpreter and system libraries"
+            if self.metadata_filter is not None:
+                how += "; no chmod/chown/utime/xattr by path (seccomp)"
+            rep["filesystem"] = protections.entry(True, how)
+        else:
+            rep["filesystem"] = protections.entry(False, "Landlock unavailable")
+        if ll and ll["tcp"]:
+            net = (net + " + Landlock: no TCP") if net else "Landlock: no TCP (UDP open)"
+        rep["network"] = protections.entry(net is not None, net or "not isolated")
+        proc = []
+        if self.pid_ns:
+            proc.append("PID namespace" + (" (own /proc)" if self.proc_ok else ""))
+        if ll:
+            scope = "its tree" if self.landlock_per_child else "its worker's namespace"
+            proc.append(f"Landlock: no ptrace or /proc/<pid>/environ outside {scope}"
+                        + (f"; no signals outside {scope}" if ll["signals"] else ""))
+        if root:
+            proc.append("own uid")
+        elif protect.LINUX:
+            proc.append("worker not dumpable")
+        confined = self.pid_ns or root or bool(ll and ll["signals"])
+        rep["processes"] = protections.entry(confined, ", ".join(proc) if confined else
+                                             "candidates can signal the pool and the user's processes")
+        if root:
+            rep["uid"] = protections.entry(True, f"sandbox uid {self.uid} (pool runs as root)")
+        else:
+            rep["uid"] = protections.entry(False, "same as the pool" + (
+                " (in a user namespace, no capabilities)" if flags & namespaces.CLONE_NEWUSER else ""))
+        size = f"{self.disk_bytes // (1024 * 1024)} MiB / {self.disk_files} files"
+        if mounts.get("box_tmpfs"):
+            extra = "; private " + ", ".join(mounts["private_tmp"]) if mounts.get("private_tmp") else ""
+            rep["disk"] = protections.entry(True, f"box is a tmpfs of {size}{extra}")
+        else:
+            rep["disk"] = protections.entry(True, f"box measured, candidate killed past {size}")
+        rep["sandbox_uid"] = self.uid
+        return rep
+
     # -- the box (the child's cwd) ------------------------------------------------------
     def reset_box(self, force: bool = False) -> None:
-        if not force:
-            try:
-                st = os.lstat(self.box)
-                if (stat.S_ISDIR(st.st_mode) and (self.uid is None or st.st_uid == self.uid)
-                        and stat.S_IMODE(st.st_mode) == 0o700 and not os.listdir(self.box)):
-                    return
-            except OSError:
-                pass
+        """Empty the box for the next candidate. The directory itself stays (a Landlock rule,
+        and maybe a tmpfs mount, hang on it) unless it is gone or was swapped for another."""
+        try:
+            st = os.lstat(self.box)
+        except OSError:
+            st = None
+        if st is not None and stat.S_ISDIR(st.st_mode) and self.box_ino in (None, st.st_ino):
+            if (not force and (self.uid is None or st.st_uid == self.uid) and stat.S_IMODE(st.st_mode) == 0o700
+                    and not os.listdir(self.box)):
+                return
+            os.chmod(self.box, 0o700)
+            for name in os.listdir(self.box):
+                remove_tree(os.path.join(self.box, name))
+            if self.uid is not None:
+                os.chown(self.box, self.uid, self.uid)
+            self.box_ino = st.st_ino
+            return
         os.chmod(self.wdir, 0o700)
         try:
             remove_tree(self.box)
@@ -106,6 +222,11 @@ class Worker:
                 os.chown(self.box, self.uid, self.uid)
         finally:
             os.chmod(self.wdir, 0o511)  # no write: `rm -rf ..` from the box cannot work
+        replaced = self.box_ino is not None
+        self.box_ino = os.lstat(self.box).st_ino
+        if replaced and self.landlock is not None:  # its box rule named the old directory
+            self.landlock.close()
+            self.landlock = landlock.Ruleset(self.landlock.version, self.box, self.landlock.read_paths)
 
     def uid_can_read_python(self) -> bool:
         """Probe (in a throwaway child) whether the sandbox uid can read the stdlib."""
@@ -149,6 +270,8 @@ class Worker:
         timeout = float(job["timeout_s"])
         cap = int(job["output_bytes"])
         settings = {"output_bytes": cap, "uid": self.uid, "import_assist": self.import_assist,
+                    "landlock": self.landlock if self.landlock_per_child else None,
+                    "seccomp": self.metadata_filter,
                     "limits": self.child_limits(int(timeout) + 2, job.get("memory_mb"), cap),
                     "compiled": precompile(job.get("code"))}
         self.jobs += 1
@@ -164,6 +287,7 @@ class Worker:
         limit = (job.get("memory_mb") or 0) * 1024 * 1024
         pipe_open, exited = True, False
         wait_ms = 1.0
+        disk0 = self.disk_free() if self.disk_watch else None
         sys.stdout.flush()
         t0 = time.monotonic()
         deadline = t0 + timeout
@@ -190,6 +314,8 @@ class Worker:
             step = left if pidfd is not None else min(left, wait_ms / 1000)
             if self.rss_watch:
                 step = min(step, 0.02)
+            if disk0 is not None:
+                step = min(step, 0.05)
             for fd, _ in poller.poll(max(0, step) * 1000):
                 if fd != r:
                     exited = True  # the pidfd: the child is gone
@@ -215,6 +341,8 @@ class Worker:
                         data += drain(r, report_cap + 1 - len(data))
             if reason is None and self.rss_watch and limit and self.memory_of(pid) > limit:
                 reason = "memory"
+            if reason is None and disk0 is not None and self.disk_exceeded(disk0):
+                reason = "disk_limit"
             wait_ms = min(wait_ms * 2, 20.0)
         duration = time.monotonic() - t0
         os.close(r)
@@ -245,12 +373,27 @@ class Worker:
             end)).encode("ascii")
 
     def memory_of(self, pid: int) -> int:
-        pids = [pid] + (protect.children_of(pid) if protect.LINUX else [])
+        pids = [pid] + (protect.children_of(pid) if protect.LINUX and self.proc_ok else [])
         return sum(protect.rss_bytes(p) for p in pids)
+
+    def disk_free(self):
+        """(free bytes, free inodes) of the box's filesystem: the measured disk guard, used
+        where the box cannot be a capped tmpfs (no mount namespace here)."""
+        try:
+            st = os.statvfs(self.box)
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize, st.f_favail
+
+    def disk_exceeded(self, start) -> bool:
+        now = self.disk_free()
+        return now is not None and (start[0] - now[0] > self.disk_bytes or start[1] - now[1] > self.disk_files)
 
     def sweep(self) -> int:
         """Kill and reap every descendant still alive (setsid grandchildren included: as a
         subreaper, orphans become our children). Returns how many were killed."""
+        if self.pid_ns:
+            return self.sweep_namespace()
         killed = 0
         me = os.getpid()
         for attempt in range(500):
@@ -275,6 +418,24 @@ class Worker:
                 todo.extend(protect.children_of(p))
             time.sleep(min(0.001 * (attempt + 1), 0.02))
         return killed
+
+
+    def sweep_namespace(self) -> int:
+        """As the init of a PID namespace every process left is ours: one kill(-1) ends them
+        all (it spares only the caller), then reap each until none is left."""
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            pass  # ESRCH: nothing else lives here
+        killed = 0
+        while True:
+            try:
+                os.waitpid(-1, 0)
+                killed += 1
+            except ChildProcessError:
+                return killed
+            except InterruptedError:
+                continue
 
 
 def precompile(source):

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from ..errors import UserError
-from ..prompts import chat_messages, raw_prompt
+from ..prompts import get_style
 from ..records import Problem
 from .local_stores import is_ollama_spec, resolve_ollama
 
@@ -23,7 +23,7 @@ TINY_ALIASES = {None, "", "tiny", "tiny-coder", "default"}
 
 
 def resolve_model(spec: str | os.PathLike | None) -> str:
-    """A local folder path or a hub id, with a one-line error for anything else."""
+    """A local model folder (GGUF files converted into the cache first) or a hub id; one-line errors."""
     if spec in TINY_ALIASES:
         if not (DEFAULT_MODEL / "config.json").exists():
             raise UserError(
@@ -89,16 +89,15 @@ def load_model(spec=None, adapter=None, *, lazy: bool = False):
     return model, tokenizer
 
 
-def prompt_text(tokenizer, problem: Problem, *, raw: bool = False) -> str:
-    if raw or not getattr(tokenizer, "has_chat_template", False):
-        return raw_prompt(problem)
-    return tokenizer.apply_chat_template(chat_messages(problem), add_generation_prompt=True, tokenize=False)
+def prompt_text(tokenizer, problem: Problem, *, raw: bool = False, style: str | None = None) -> str:
+    """The prompt of a named style (prompts/styles.py); `raw` is the older spelling of style='raw'."""
+    return get_style(style, raw=raw).render(tokenizer, problem)
 
 
-def prompt_tokens(tokenizer, problem: Problem, *, raw: bool = False) -> list[int]:
-    text = prompt_text(tokenizer, problem, raw=raw)
-    # The chat template already carries any special tokens the model needs.
-    return tokenizer.encode(text, add_special_tokens=raw)
+def prompt_tokens(tokenizer, problem: Problem, *, raw: bool = False, style: str | None = None) -> list[int]:
+    chosen = get_style(style, raw=raw)
+    # A rendered chat template already carries any special tokens the model needs.
+    return tokenizer.encode(chosen.render(tokenizer, problem), add_special_tokens=chosen.add_special_tokens)
 
 
 def model_name(spec) -> str:

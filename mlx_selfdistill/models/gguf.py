@@ -99,15 +99,17 @@ class GGUFFile:
 
     def config(self) -> dict:
         """config.json for mlx_lm, from the file's metadata (and tensor shapes where needed)."""
-        a = self.arch_get
-        n_heads = int(a("attention.head_count"))
-        hidden = int(a("embedding_length"))
-        embed = self._tensors["token_embd.weight"]
+        a, need = self.arch_get, self._need
+        n_heads = int(need("attention.head_count"))
+        hidden = int(need("embedding_length"))
+        embed = self._tensors.get("token_embd.weight")
+        if embed is None:
+            raise UserError(f"{self.path}: the GGUF has no token_embd.weight tensor; it is not a complete model")
         cfg = {
             "model_type": ARCHITECTURES[self.architecture],
             "hidden_size": hidden,
-            "num_hidden_layers": int(a("block_count")),
-            "intermediate_size": int(a("feed_forward_length")),
+            "num_hidden_layers": int(need("block_count")),
+            "intermediate_size": int(need("feed_forward_length")),
             "num_attention_heads": n_heads,
             "num_key_value_heads": int(a("attention.head_count_kv", n_heads)),
             "rms_norm_eps": float(a("attention.layer_norm_rms_epsilon", 1e-6)),
@@ -131,6 +133,11 @@ class GGUFFile:
             window = a("attention.sliding_window")
             if window is not None:
                 cfg["sliding_window"] = int(window)
+            pattern = a("attention.sliding_window_pattern")  # an int, or per layer True = sliding
+            if isinstance(pattern, list) and False in pattern:
+                pattern = pattern.index(False) + 1
+            if isinstance(pattern, int):
+                cfg["sliding_window_pattern"] = pattern
         if self.architecture == "llama":
             cfg["attention_bias"] = "blk.0.attn_q.bias" in self._tensors
         for name in ("bos", "eos"):
@@ -146,6 +153,12 @@ class GGUFFile:
         if len(eos) > 1:
             cfg["eos_token_id"] = eos
         return cfg
+
+    def _need(self, key: str):
+        value = self.arch_get(key)
+        if value is None:
+            raise UserError(f"{self.path}: GGUF metadata lacks {self.architecture}.{key}; the file is incomplete")
+        return value
 
     def _rope_scaling(self) -> dict | None:
         kind = self.arch_get("rope.scaling.type")
@@ -163,6 +176,11 @@ class GGUFFile:
     def source_tensors(self) -> list[SourceTensor]:
         return [SourceTensor(t.name, self.mlx_name(t.name), t.tensor_type.name, int(t.n_bytes))
                 for t in self.reader.tensors if self.mlx_name(t.name) is not None]
+
+    def mlx_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Each mlx tensor's shape, from the tensor table alone (ggml lists dimensions reversed)."""
+        return {s.mlx_name: tuple(int(d) for d in reversed(self._tensors[s.gguf_name].shape))
+                for s in self.source_tensors()}
 
     def mlx_name(self, gguf_name: str) -> str | None:
         """The mlx_lm parameter name, or None for tensors mlx_lm computes itself (rope freqs)."""
@@ -234,14 +252,20 @@ def permute_qk(w: np.ndarray, n_heads: int) -> np.ndarray:
     return w.reshape(n_heads, 2, rows // n_heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def _open_reader(path: Path):
-    """GGUFReader with the user's mistakes turned into one-line errors."""
+def check_magic(path: str | os.PathLike) -> None:
+    """One-line errors for a missing file or one that is not a GGUF at all."""
+    path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such GGUF file")
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic != GGUF_MAGIC:
         raise UserError(f"{path}: not a GGUF file (starts with {magic!r}, expected b'GGUF')")
+
+
+def _open_reader(path: Path):
+    """GGUFReader with the user's mistakes turned into one-line errors."""
+    check_magic(path)
     from gguf import GGUFReader
 
     size = path.stat().st_size

@@ -5,8 +5,9 @@ size and metadata still gets its own folder). Hashing costs ~1 s per GB, so the 
 memoized per (path, size, mtime, inode) and a file is hashed once per version.
 The cache lives in ~/.cache/mlx-selfdistill/gguf (or $MLX_SELFDISTILL_GGUF_CACHE); a folder
 is built under a temporary name and renamed into place, so a killed conversion leaves no
-half-written model behind. Tensors are dequantized one at a time and written in ~1 GB
-shards as they go: peak memory is one shard plus one tensor, not the whole model.
+half-written model behind. Tensors are dequantized one at a time into ~1 GB shards: the
+float32 (CPU) folder streams each straight to disk (peak: one tensor), the re-quantized
+(Metal) one goes through mx.quantize (peak: one shard plus one tensor).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 from ..errors import UserError
-from .gguf import GGUFFile
+from .gguf import GGUFFile, check_magic
 from .gguf_tokenizer import write_tokenizer
 from .precision import TensorPlan, on_cpu_backend, plan_tensor
 
@@ -65,11 +66,13 @@ def variant(cpu: bool) -> str:
 def cached_model_folder(path: str | os.PathLike, *, cpu: bool | None = None, progress: bool = True) -> Path:
     """The MLX folder for this GGUF, converting it on first use."""
     cpu = on_cpu_backend() if cpu is None else cpu
-    gguf = GGUFFile(path)  # validates (magic, truncation, architecture, quant types) before hashing
+    check_magic(path)  # a wrong file fails before it is hashed
     folder = cache_root() / f"{content_key(path)[:24]}-{variant(cpu)}-v{FORMAT_VERSION}"
     if (folder / "config.json").exists():
-        return folder
-    convert(gguf, folder, cpu=cpu, progress=progress)
+        return folder  # no need to parse the header: it took ~30 s for a 150k vocabulary here
+    if progress:
+        notice(f"{Path(path).name}: first use, converting it once to an MLX model in {folder}")
+    convert(GGUFFile(path), folder, cpu=cpu, progress=progress)
     return folder
 
 
@@ -77,6 +80,7 @@ def convert(gguf: GGUFFile, out: str | os.PathLike, *, cpu: bool = True, progres
     """Write an mlx_lm model folder for gguf at out (atomically). Returns a summary."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_tmp(out)
     tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -84,9 +88,9 @@ def convert(gguf: GGUFFile, out: str | os.PathLike, *, cpu: bool = True, progres
     try:
         config = gguf.config()
         plans = _write_weights(gguf, tmp, config, cpu=cpu, progress=progress)
-        quantized = {p.bits for p in plans.values() if p.bits}
-        if quantized:
-            config["quantization"] = {"group_size": TensorPlan.GROUP_SIZE, "bits": max(quantized)}
+        quantization = quantization_config(plans)
+        if quantization:
+            config["quantization"] = quantization
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         write_tokenizer(gguf, tmp)
         summary = {
@@ -109,13 +113,63 @@ def convert(gguf: GGUFFile, out: str | os.PathLike, *, cpu: bool = True, progres
         raise
 
 
+def quantization_config(plans: dict) -> dict | None:
+    """mlx_lm's `quantization` entry: the commonest bits, plus each layer that differs
+    (newer mlx_lm infers per-layer bits from the shapes; older ones read these entries)."""
+    from collections import Counter
+
+    bits = {name[: -len(".weight")]: p.bits for name, p in plans.items() if p.bits}
+    if not bits:
+        return None
+    default = Counter(bits.values()).most_common(1)[0][0]
+    config = {"group_size": TensorPlan.GROUP_SIZE, "bits": default}
+    config.update({layer: {"group_size": TensorPlan.GROUP_SIZE, "bits": b} for layer, b in bits.items() if b != default})
+    return config
+
+
 def _write_weights(gguf: GGUFFile, folder: Path, config: dict, *, cpu: bool, progress: bool) -> dict:
-    """Dequantize tensor by tensor, write ~1 GB shards as they fill; returns each tensor's plan."""
+    """Dequantize tensor by tensor into ~1 GB shards; returns each tensor's plan."""
+    if cpu:
+        return _write_float32(gguf, folder, progress=progress)
+    return _write_requantized(gguf, folder, progress=progress)
+
+
+def _write_float32(gguf: GGUFFile, folder: Path, *, progress: bool) -> dict:
+    """The CPU backend's float32 folder, streamed: one dequantized tensor in memory at a time."""
+    import numpy as np
+
+    from .safetensors_stream import plan_shards, write_shard
+
+    sources = {s.mlx_name: s for s in gguf.source_tensors()}
+    shapes = gguf.mlx_shapes()
+    shards = plan_shards(((name, shapes[name], np.float32) for name in sources), SHARD_BYTES)
+    index, written = {}, 0
+    with _progress_bar(f"converting {gguf.path.name}", sum(s.nbytes for s in sources.values()), progress) as advance:
+        def produce(name):
+            w = gguf.dequantized(sources[name].gguf_name)
+            advance(sources[name].nbytes)
+            return w
+
+        for i, entries in enumerate(shards, 1):
+            shard = f"model-{i:05d}.safetensors"
+            written += write_shard(folder / shard, entries, produce, metadata={"format": "mlx"})
+            index.update({name: shard for name, _, _ in entries})
+    _write_index(folder, index, written)
+    return {name: TensorPlan("float32") for name in sources}
+
+
+def _write_index(folder: Path, index: dict, written: int) -> None:
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": written}, "weight_map": index}, indent=2))
+
+
+def _write_requantized(gguf: GGUFFile, folder: Path, *, progress: bool) -> dict:
+    """Metal's folder: each tensor re-quantized to MLX bits per its GGUF type (through mx)."""
     import mlx.core as mx
 
     sources = gguf.source_tensors()
     total = sum(s.nbytes for s in sources)
-    shard, shard_bytes, index, plans = {}, 0, {}, {}
+    shard, shard_bytes, index, plans, written = {}, 0, {}, {}, 0
 
     def flush():
         nonlocal shard, shard_bytes
@@ -128,19 +182,20 @@ def _write_weights(gguf: GGUFFile, folder: Path, config: dict, *, cpu: bool, pro
     with _progress_bar(f"converting {gguf.path.name}", total, progress) as advance:
         for s in sources:
             w = gguf.dequantized(s.gguf_name)
-            plan = plan_tensor(s.mlx_name, s.qtype, w.shape, cpu=cpu)
+            plan = plan_tensor(s.mlx_name, s.qtype, w.shape, cpu=False)
             plans[s.mlx_name] = plan
-            for name, arr in plan.apply(s.mlx_name, mx.array(w)).items():
-                mx.eval(arr)
-                shard[name] = arr
-                shard_bytes += arr.nbytes
+            out = plan.apply(s.mlx_name, mx.array(w))
             del w
-            if shard_bytes >= SHARD_BYTES:
-                flush()
+            mx.eval(out)
+            size = sum(a.nbytes for a in out.values())
+            if shard_bytes + size > SHARD_BYTES:
+                flush()  # before adding: a shard never holds two big embeddings at once
+            shard.update(out)
+            shard_bytes += size
+            written += size
             advance(s.nbytes)
         flush()
-    (folder / "model.safetensors.index.json").write_text(
-        json.dumps({"metadata": {"total_size": total}, "weight_map": index}, indent=2))
+    _write_index(folder, index, written)
     return plans
 
 
@@ -163,8 +218,7 @@ class _progress_bar:
                        TimeRemainingColumn(), console=Console(stderr=True), transient=True)
         try:
             bar.start()
-        except LiveError:  # a caller's spinner owns the terminal: say it once instead
-            notice(f"{self.label} to MLX (once; cached in {cache_root()})")
+        except LiveError:  # a caller's spinner owns the terminal; the first-use line said it
             return lambda n: None
         self.bar = bar
         task = bar.add_task(self.label, total=self.total)
@@ -174,6 +228,20 @@ class _progress_bar:
         if self.bar is not None:
             self.bar.stop()
         return False
+
+
+def _remove_stale_tmp(out: Path) -> None:
+    """Delete the half-written folders of conversions whose process is gone (killed runs)."""
+    for tmp in out.parent.glob(f".tmp-{out.name}-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            pass
 
 
 def _atomic_write(path: Path, text: str) -> None:

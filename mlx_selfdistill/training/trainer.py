@@ -22,6 +22,7 @@ import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_flatten, tree_map
 
+from .. import killpoints
 from ..errors import UserError
 from . import checkpoint as ckpt
 from .adapters import (adapter_config, checkpoint_layers, count_parameters, remove_stale_temp_files, save_adapter,
@@ -236,6 +237,7 @@ def train(model_spec, data, adapter_path: Union[str, os.PathLike], config: Union
                          "tokens_per_sec": tokens_this_run / run_time if run_time > 0 else 0.0,
                          "peak_memory_gb": _peak_memory_gb(), "val_loss": val_loss,
                          "text": f"loss {loss:.3f}"})
+            killpoints.reached("train-step", done)
 
         if start_step >= total_steps and rank == 0:
             save_adapter(model, adapter_dir, config_json)  # already done: make sure the adapter is there

@@ -1,12 +1,14 @@
-"""How a Problem becomes a chat prompt, and how a solution becomes an assistant reply.
+"""The project's own wording: how a Problem becomes a chat prompt, and how a solution
+becomes an assistant reply.
 
 One place for the wording, so sampling, training and the embedded model (which was
-trained on exactly these messages) agree.
+trained on exactly these messages) agree. Other benchmarks' wordings are styles of
+their own beside this module (styles.py).
 """
 
 from __future__ import annotations
 
-from .records import Problem
+from ..records import Problem
 
 FUNCTION_INSTRUCTION = (
     "Solve the task below in Python. Reply with the complete function in one ```python code block."
