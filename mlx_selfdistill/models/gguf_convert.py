@@ -27,7 +27,7 @@ from .precision import TensorPlan, on_cpu_backend, plan_tensor
 
 CACHE_ENV = "MLX_SELFDISTILL_GGUF_CACHE"
 SHARD_BYTES = 1 << 30
-FORMAT_VERSION = 1  # bump when the folder layout or the conversion changes
+FORMAT_VERSION = 2  # bump when the folder layout or the conversion changes
 
 
 def cache_root() -> Path:
