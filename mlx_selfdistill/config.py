@@ -109,7 +109,7 @@ class RunConfig:
 def with_added_defaults(stored: dict) -> dict:
     """A config written by an older version, with the fields added since at their defaults:
     a run started before a field existed resumes as long as the new field keeps its default."""
-    defaults = RunConfig().to_dict()
+    defaults = RunConfig().identity()
     out = {**{k: v for k, v in defaults.items() if k not in stored}, **stored}
     for section in ("sample", "eval"):
         if isinstance(stored.get(section), dict):
