@@ -15,7 +15,8 @@ SCHEDULES = ("cosine", "constant")
 
 # Fields that only change how a run is watched or stored; a resumed run may change them,
 # and so may iters/epochs (a resumed run may be extended). Everything else must match.
-RESUME_MAY_CHANGE = {"iters", "epochs", "save_every", "keep_checkpoints", "val_every", "compile"}
+RESUME_MAY_CHANGE = {"iters", "epochs", "save_every", "keep_checkpoints", "val_every", "compile", "chunked_loss",
+                     "loss_chunk_tokens"}
 
 
 @dataclass
@@ -54,6 +55,10 @@ class TrainConfig:
     # mx.compile the gradient step. Each new batch shape costs a trace; on the CPU backend
     # the tiny model trained ~25% faster without it (benchmarks/training.py).
     compile: bool = False
+    # The loss over the vocabulary a chunk of tokens at a time (training/chunked_loss.py):
+    # the [tokens x vocab] logits are never held whole. Same loss within float32 rounding.
+    chunked_loss: bool = True
+    loss_chunk_tokens: Optional[int] = None  # tokens per chunk; default: 64 MB of float32 logits
 
     def __post_init__(self):
         if self.fine_tune_type not in FINE_TUNE_TYPES:
@@ -73,6 +78,8 @@ class TrainConfig:
                     "grad_accum": self.grad_accum, "pad_multiple": self.pad_multiple}
         if isinstance(self.num_layers, int):
             positive["num_layers"] = self.num_layers
+        if self.loss_chunk_tokens is not None:
+            positive["loss_chunk_tokens"] = self.loss_chunk_tokens
         for name, value in positive.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UserError(f"{name} must be a positive integer, got {value!r}")

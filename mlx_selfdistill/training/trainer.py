@@ -27,6 +27,7 @@ from . import checkpoint as ckpt
 from .adapters import (adapter_config, checkpoint_layers, count_parameters, remove_stale_temp_files, save_adapter,
                        setup_trainable, snapshot)
 from .batching import BatchPlan, make_batch, shard_rows
+from .chunked_loss import chunked_cross_entropy, output_head
 from .config import TrainConfig
 from .data import TokenizedExample, fingerprint, tokenize_examples
 from .distributed import all_sum, all_sum_tree, world
@@ -65,18 +66,39 @@ def block_mask(segments: mx.array) -> mx.array:
     return mx.expand_dims(same & causal, 1)
 
 
-def forward(model, inputs, segments=None):
+def forward(model, inputs, segments=None, hidden=False):
+    """The logits, or with hidden=True the final norm's output (for the chunked loss)."""
+    call = model.model if hidden else model
     if segments is None:
-        return model(inputs)
+        return call(inputs)
     cache = [_FixedMask(block_mask(segments))] * len(model.layers)
-    return model(inputs, cache=cache)
+    return call(inputs, cache=cache)
 
 
-def loss_sum(model, inputs, targets, weights, segments=None):
-    """(sum of completion-token cross-entropies, number of completion tokens)."""
-    logits = forward(model, inputs, segments)
-    ce = nn.losses.cross_entropy(logits.astype(mx.float32), targets) * weights
-    return ce.sum(), weights.sum()
+def loss_sum(model, inputs, targets, weights, segments=None, select=None, *, chunked=True, chunk_tokens=None):
+    """(sum of completion-token cross-entropies, number of completion tokens).
+
+    select: the flat positions (row * L + column) whose weight is non-zero; the chunked
+    loss projects only those onto the vocabulary. chunked=False (or a model whose head
+    is not plain) computes the full logits instead.
+    """
+    head = output_head(model) if chunked else None
+    if head is None:
+        logits = forward(model, inputs, segments)
+        ce = nn.losses.cross_entropy(logits.astype(mx.float32), targets) * weights
+        return ce.sum(), weights.sum()
+    h = forward(model, inputs, segments, hidden=True)
+    h, t, w = h.reshape(-1, h.shape[-1]), targets.reshape(-1), weights.reshape(-1)
+    if select is not None:
+        h, t, w = h[select], t[select], w[select]
+    return chunked_cross_entropy(h, t, w, head, chunk_tokens), weights.sum()
+
+
+def batch_arrays(b, packed: bool) -> list:
+    """A Batch as loss_sum's arguments: inputs, targets, weights, segments, select."""
+    select = np.flatnonzero(b.weights.reshape(-1)).astype(np.int32)
+    return [mx.array(b.inputs), mx.array(b.targets), mx.array(b.weights),
+            mx.array(b.segments) if packed else None, mx.array(select) if len(select) else None]
 
 
 # -- learning-rate schedule ----------------------------------------------------------------
@@ -293,10 +315,11 @@ class _Run:
     def __init__(self, model, optimizer, schedule, config: TrainConfig, plan: BatchPlan, examples, group):
         self.model, self.optimizer, self.schedule, self.config, self.plan = model, optimizer, schedule, config, plan
         self.examples, self.group = examples, group
-        value_and_grad = nn.value_and_grad(model, loss_sum)
+        value_and_grad = nn.value_and_grad(model, partial(loss_sum, chunked=config.chunked_loss,
+                                                          chunk_tokens=config.loss_chunk_tokens))
 
-        def grads(inputs, targets, weights, segments=None):
-            (loss, n), g = value_and_grad(model, inputs, targets, weights, segments)
+        def grads(inputs, targets, weights, segments=None, select=None):
+            (loss, n), g = value_and_grad(model, inputs, targets, weights, segments, select)
             return loss, n, g
 
         if config.compile:
@@ -318,10 +341,7 @@ class _Run:
                                width=self.plan.pack_len if cfg.pack else None)
                 if chunk:
                     real, positions = real + b.real_tokens, positions + b.positions
-                args = [mx.array(b.inputs), mx.array(b.targets), mx.array(b.weights)]
-                if cfg.pack:
-                    args.append(mx.array(b.segments))
-                loss, n, g = self.grads(*args)
+                loss, n, g = self.grads(*batch_arrays(b, cfg.pack))
                 if acc is None:
                     total_loss, total_n, acc = loss, n, g
                 else:
@@ -356,7 +376,8 @@ def evaluate_loss(model, examples: list[TokenizedExample], config: TrainConfig, 
     for rows in plan.epoch(0):
         for chunk in plan.chunks(shard_rows(rows, group.rank(), group.size())):
             b = make_batch(examples, chunk, pad_multiple=config.pad_multiple)
-            loss, n = loss_sum(model, mx.array(b.inputs), mx.array(b.targets), mx.array(b.weights))
+            loss, n = loss_sum(model, *batch_arrays(b, False), chunked=config.chunked_loss,
+                               chunk_tokens=config.loss_chunk_tokens)
             total, count = total + loss, count + n
             mx.eval(total, count)
     sums = all_sum(mx.stack([total, count]), group)
