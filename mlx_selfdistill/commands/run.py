@@ -14,12 +14,14 @@ def round_rows(summary: dict) -> list[list]:
     rows = []
     if "base_eval" in summary:
         b = summary["base_eval"]
-        rows.append(["base", "-", "-", f"{b['pass_at_1']:.3f}", _ci(b), "-"])
+        rows.append(["base", "-", "-", f"{b['pass_at_1']:.3f}", _ci(b), "-", "-"])
     for r in summary["rounds"]:
         ev = r.get("eval") or {}
         secs = ", ".join(f"{k} {v:.0f}s" for k, v in r["seconds"].items() if v >= 0.5)  # skip instant stages
+        peak = (r.get("train") or {}).get("peak_memory_gb")
         rows.append([f"round {r['round']}", r["samples"], r["kept"],
-                     f"{ev['pass_at_1']:.3f}" if ev else "-", _ci(ev) if ev else "-", secs])
+                     f"{ev['pass_at_1']:.3f}" if ev else "-", _ci(ev) if ev else "-", secs,
+                     f"{peak:.2f} GB" if peak is not None else "-"])
     return rows
 
 
@@ -44,19 +46,20 @@ def _ci(result: dict) -> str:
 @click.option("--top-p", type=float)
 @click.option("--eval-temperature", type=float, help="Decoding temperature for evaluation.")
 @click.option("--iters", type=int, help="Training steps per round.")
+@click.option("--memory-gb", type=float, help="Training memory budget: batch tokens and checkpointing picked by a probe.")
 @click.option("--seed", type=int)
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--overwrite", is_flag=True, help="Replace a run directory started with another config.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def run(config_file, preset_name, name, method, model, teacher, problems, eval_problems, rounds, n, temperature,
-        top_k, top_p, eval_temperature, iters, seed, runs_dir, overwrite, as_json):
+        top_k, top_p, eval_temperature, iters, memory_gb, seed, runs_dir, overwrite, as_json):
     """Run (or resume) self-distillation rounds: sample, verify, filter, train, evaluate."""
     overrides = {
         "name": name, "method": method, "model": model, "teacher": teacher, "problems": problems,
         "rounds": rounds,
         "sample": {"n": n, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed},
         "eval": {"problems": eval_problems, "temperature": eval_temperature},
-        "train": {"iters": iters},
+        "train": {"iters": iters, "memory_gb": memory_gb},
     }
     config = resolve_config(preset_name=preset_name, config_file=config_file, overrides=overrides)
     with StageProgress(enabled=not as_json) as progress:
@@ -65,7 +68,8 @@ def run(config_file, preset_name, name, method, model, teacher, problems, eval_p
         print_json(summary)
         return
     out.print(table(f"run {config.name} ({config.method})",
-                        ["model", "samples", "kept", "pass@1", "95% CI", "time"], round_rows(summary)))
+                        ["model", "samples", "kept", "pass@1", "95% CI", "time", "train peak memory"],
+                        round_rows(summary)))
     out.print(f"run directory: {summary['run_dir']}")
 
 

@@ -9,6 +9,7 @@ and 2 ranks equal 1 process on the same global batch.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -181,19 +182,24 @@ def train(model_spec, data, adapter_path: Union[str, os.PathLike], config: Union
     model, tokenizer, caller_owns, name = _load(model_spec)
     examples, dropped = _examples(tokenizer, data, config.max_seq_len, "training")
     valid = _examples(tokenizer, valid_data, config.max_seq_len, "validation")[0] if valid_data else None
-    plan = BatchPlan([len(ex) for ex in examples], batch_tokens=config.batch_tokens, seed=config.seed,
-                     pad_multiple=config.pad_multiple, pack=config.pack, pack_len=config.pack_len,
-                     grouping=config.length_grouping)
-    if config.iters is not None:
-        total_steps = config.iters
-    else:
-        total_steps = max(1, math.ceil((config.epochs or 1.0) * plan.batches_per_epoch / config.grad_accum))
     data_id = fingerprint(examples)
 
     restore = snapshot(model) if caller_owns else None
     undo_checkpointing = None
+    memory_limit = None
     try:
         info = setup_trainable(model, config)
+        config, memory_plan = _fit_memory(model, examples, config, adapter_dir if resume else None)
+        if config.memory_gb is not None:
+            # Above the limit MLX waits for queued work before allocating more: less run-ahead.
+            memory_limit = mx.set_memory_limit(int(config.memory_gb * 1e9))
+        plan = BatchPlan([len(ex) for ex in examples], batch_tokens=config.batch_tokens, seed=config.seed,
+                         pad_multiple=config.pad_multiple, pack=config.pack, pack_len=config.pack_len,
+                         grouping=config.length_grouping)
+        if config.iters is not None:
+            total_steps = config.iters
+        else:
+            total_steps = max(1, math.ceil((config.epochs or 1.0) * plan.batches_per_epoch / config.grad_accum))
         if config.grad_checkpoint:
             undo_checkpointing = checkpoint_layers(model)
         schedule = make_schedule(config, total_steps)
@@ -223,6 +229,7 @@ def train(model_spec, data, adapter_path: Union[str, os.PathLike], config: Union
                     "config": config.resume_signature(), "rng": "derived from (seed, micro-batch, rank)"}
 
         model.train()
+        mx.reset_peak_memory()  # the peak reported is training's (the probe's is in memory_plan)
         t_run = time.perf_counter()
         tokens_this_run = 0
         val_loss = state["val_losses"][-1][1] if state["val_losses"] else None
@@ -281,6 +288,11 @@ def train(model_spec, data, adapter_path: Union[str, os.PathLike], config: Union
             "train_seconds_total": round(state["seconds"], 3),
             "tokens_per_sec": round(tokens_this_run / seconds, 1) if seconds > 0 and tokens_this_run else 0.0,
             "peak_memory_gb": round(_peak_memory_gb(), 4),
+            "batch_tokens": config.batch_tokens,
+            "grad_accum": config.grad_accum,
+            "grad_checkpoint": config.grad_checkpoint,
+            "chunked_loss": config.chunked_loss and output_head(model) is not None,
+            "memory_plan": memory_plan.to_dict() if memory_plan else None,
             "trainable_parameters": trainable,
             "total_parameters": total_params,
             "world_size": size,
@@ -289,10 +301,27 @@ def train(model_spec, data, adapter_path: Union[str, os.PathLike], config: Union
             "val_losses": state["val_losses"],
         }
     finally:
+        if memory_limit is not None:
+            mx.set_memory_limit(memory_limit)
         if undo_checkpointing is not None:
             undo_checkpointing()
         if restore is not None:
             restore()
+
+
+def _fit_memory(model, examples, config: TrainConfig, resume_dir: Optional[Path]):
+    """(config, MemoryPlan or None): batch tokens, accumulation and checkpointing chosen to fit
+    config.memory_gb; a resumed run keeps its checkpoint's choices."""
+    if config.memory_gb is None:
+        return config, None
+    from .memory_budget import plan_memory, saved_plan
+
+    latest = ckpt.latest_checkpoint(resume_dir) if resume_dir is not None else None
+    if latest is not None:
+        saved = json.loads((latest / "state.json").read_text()).get("config", {})
+        return saved_plan(saved, config), None
+    memory_plan = plan_memory(model, examples, config)
+    return memory_plan.apply(config), memory_plan
 
 
 def _check_resumable(saved: dict, config: TrainConfig, data_id: str, where: Path) -> None:
