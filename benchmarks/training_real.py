@@ -6,9 +6,10 @@ in one fenced block), the first --examples of them. Both trainers: LoRA rank 8, 
 every block, the default target modules of mlx_lm's linear_to_lora_layers, Adam at a
 constant lr, completion-only loss (mlx_lm: ChatDataset(mask_prompt=True)), one epoch.
 
-Every run is a subprocess under an address-space cap (RLIMIT_AS, --cap-gb), so a trainer
-that runs out of memory fails on its own allocation instead of waking the kernel's OOM
-killer on a shared machine. Runs, in one invocation:
+Every run is a subprocess watched by a memory cap (--cap-gb of resident memory, polled
+every 0.1 s, the run killed past it), so a trainer that needs too much memory is stopped
+and recorded instead of waking the kernel's OOM killer on a shared machine. Runs, in one
+invocation:
 
   mlx_lm survival   mlx_lm at --batch-sizes examples per step, largest first, 2 steps
                     each, until one survives the cap: the largest batch it survives
@@ -34,7 +35,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -43,6 +43,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "training_real.json"
 LORA = {"rank": 8, "scale": 20.0, "dropout": 0.0}
+MIN_AVAILABLE = 1.0e9  # kill a run before the shared machine's kernel would have to
 
 
 def humaneval_examples(n: int) -> list[dict]:
@@ -162,21 +163,47 @@ def worker_mlx_lm(spec: dict) -> dict:
     return out
 
 
+def _rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _available_bytes() -> int:
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 1 << 62
+
+
 def run_worker(kind: str, spec: dict, cap_gb: float, log) -> dict:
-    """Run one worker under an address-space cap; a failure is recorded, not raised."""
-    cap = int(cap_gb * 2 ** 30)
-
-    def limit():
-        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-
+    """Run one worker, killed by a watchdog if its resident memory passes the cap; a failure
+    is recorded, not raised. (An address-space rlimit does not work here: OpenBLAS dies
+    with SIGILL reserving its buffers under one, and MLX segfaults on a failed malloc.)"""
+    cap = int(cap_gb * 1e9)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump(spec, fh)
     t0 = time.perf_counter()
+    peak_rss, capped = 0, False
     with tempfile.TemporaryFile("w+") as so, tempfile.TemporaryFile("w+") as se:
-        proc = subprocess.Popen([sys.executable, __file__, "--worker", kind, fh.name], stdout=so, stderr=se,
-                                text=True, preexec_fn=limit)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own resource usage
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        proc = subprocess.Popen([sys.executable, __file__, "--worker", kind, fh.name], stdout=so, stderr=se, text=True)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            rss = _rss_bytes(proc.pid)
+            peak_rss = max(peak_rss, rss)
+            if not capped and (rss > cap or _available_bytes() < MIN_AVAILABLE):
+                capped = "cap" if rss > cap else "machine"
+                proc.kill()
+            time.sleep(0.1)
+        returncode = os.waitstatus_to_exitcode(status)
         so.seek(0)
         se.seek(0)
         stdout, stderr = so.read(), se.read()
@@ -184,15 +211,17 @@ def run_worker(kind: str, spec: dict, cap_gb: float, log) -> dict:
     log.write(f"--- {kind} {json.dumps({k: v for k, v in spec.items() if k != 'examples'})}\n{stderr[-4000:]}\n")
     log.flush()
     lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode == 0 and lines:
+    if returncode == 0 and lines:
         out = json.loads(lines[-1])
     else:
         tail = [ln for ln in stderr.strip().splitlines() if ln.strip()][-1:] or ["(no output)"]
-        out = {"failed": True, "returncode": proc.returncode, "error": tail[0][:300],
-               "out_of_memory": any(s in stderr for s in ("Unable to allocate", "bad_alloc", "MemoryError",
-                                                            "out of memory"))}
+        out = {"failed": True, "returncode": returncode,
+               "error": {"cap": f"resident memory passed the {cap_gb:g} GB cap: killed",
+                         "machine": f"the shared machine fell below {MIN_AVAILABLE / 1e9:g} GB available: killed "
+                                    f"at {peak_rss / 1e9:.1f} GB resident"}.get(capped, tail[0][:300]),
+               "out_of_memory": bool(capped)}
     out["process_seconds"] = round(time.perf_counter() - t0, 1)
-    out["max_rss_gb"] = round(usage.ru_maxrss * 1024 / 1e9, 3)  # the whole process, loading included
+    out["max_rss_gb"] = round(max(usage.ru_maxrss * 1024, peak_rss) / 1e9, 3)  # the whole process, loading included
     return out
 
 
@@ -202,7 +231,7 @@ def main():
     ap.add_argument("--examples", type=int, default=40)
     ap.add_argument("--batch-sizes", default="5,4,3,2,1", help="mlx_lm examples per step to try, largest first")
     ap.add_argument("--lr", type=float, default=1e-4)
-    ap.add_argument("--cap-gb", type=float, default=12.0, help="address-space cap of every run (GiB)")
+    ap.add_argument("--cap-gb", type=float, default=12.0, help="resident-memory cap of every run (GB)")
     ap.add_argument("--skip", default="", help="comma-separated runs to skip (ours_budget, ours_full_logits)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
