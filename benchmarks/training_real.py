@@ -16,7 +16,7 @@ invocation:
   mlx_lm            one epoch at that batch size
   ours              one epoch at the same tokens per step (batch_tokens = batch size x
                     mean example length), chunked vocabulary loss
-  ours_budget       the same with --memory-gb = model + 2 GB (the probe picks how)
+  ours_budget       2 steps of the same with --memory-gb = model + 2 GB (the probe picks how)
   ours_full_logits  2 steps with the plain full-logits loss: what the chunked loss saves
 
 Reported: wall time of the training call, trained (non-padding) tokens/s, MLX's peak
@@ -232,6 +232,8 @@ def main():
     ap.add_argument("--batch-sizes", default="5,4,3,2,1", help="mlx_lm examples per step to try, largest first")
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--cap-gb", type=float, default=12.0, help="resident-memory cap of every run (GB)")
+    ap.add_argument("--reuse-survival", default=None,
+                    help="a result JSON whose mlx_lm survival runs to keep instead of running them again")
     ap.add_argument("--skip", default="", help="comma-separated runs to skip (ours_budget, ours_full_logits)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
@@ -272,7 +274,15 @@ def main():
 
     survival = []
     chosen = None
-    for bs in [int(b) for b in args.batch_sizes.split(",")]:
+    if args.reuse_survival:  # an earlier invocation's survival runs (they are slow): kept, labelled
+        earlier = json.loads(Path(args.reuse_survival).read_text())
+        for r in earlier["runs"].get("mlx_lm_survival", []):
+            survival.append({**r, "from_earlier_run": {"examples": earlier["setup"]["examples"],
+                                                       "cap_gb": earlier["setup"]["cap_gb"]}})
+            if not r.get("failed"):
+                chosen = r["batch_size"]
+        report["runs"]["mlx_lm_survival"] = survival
+    for bs in [int(b) for b in args.batch_sizes.split(",")] if chosen is None else []:
         r = run_worker("mlx_lm", {**base, "batch_size": bs, "iters": 2, "final_loss": False,
                                   "adapter_dir": str(tmp / f"survive-{bs}")}, args.cap_gb, log)
         survival.append({"batch_size": bs, **r})
@@ -292,7 +302,9 @@ def main():
     runs = [("mlx_lm", "mlx_lm", {"batch_size": chosen}),
             ("ours", "ours", {"batch_tokens": batch_tokens})]
     if "ours_budget" not in skip:
-        runs.append(("ours_budget", "ours", {"batch_tokens": batch_tokens, "memory_gb": round(model_gb + 2.0, 2)}))
+        # Memory is what this run is for: two steps show the peak.
+        runs.append(("ours_budget", "ours", {"batch_tokens": batch_tokens, "memory_gb": round(model_gb + 2.0, 2),
+                                             "iters": 2, "final_loss": False}))
     if "ours_full_logits" not in skip:
         runs.append(("ours_full_logits", "ours", {"batch_tokens": batch_tokens, "chunked": False, "iters": 2,
                                                   "final_loss": False}))

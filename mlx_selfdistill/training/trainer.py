@@ -189,7 +189,7 @@ def train(model_spec, data, adapter_path: Union[str, os.PathLike], config: Union
     memory_limit = None
     try:
         info = setup_trainable(model, config)
-        config, memory_plan = _fit_memory(model, examples, config, adapter_dir if resume else None)
+        config, memory_plan = _fit_memory(model, examples, config, adapter_dir if resume else None, group)
         if config.memory_gb is not None:
             # Above the limit MLX waits for queued work before allocating more: less run-ahead.
             memory_limit = mx.set_memory_limit(int(config.memory_gb * 1e9))
@@ -309,7 +309,7 @@ def train(model_spec, data, adapter_path: Union[str, os.PathLike], config: Union
             restore()
 
 
-def _fit_memory(model, examples, config: TrainConfig, resume_dir: Optional[Path]):
+def _fit_memory(model, examples, config: TrainConfig, resume_dir: Optional[Path], group):
     """(config, MemoryPlan or None): batch tokens, accumulation and checkpointing chosen to fit
     config.memory_gb; a resumed run keeps its checkpoint's choices."""
     if config.memory_gb is None:
@@ -321,6 +321,11 @@ def _fit_memory(model, examples, config: TrainConfig, resume_dir: Optional[Path]
         saved = json.loads((latest / "state.json").read_text()).get("config", {})
         return saved_plan(saved, config), None
     memory_plan = plan_memory(model, examples, config)
+    if group.size() > 1:  # every rank must train the same way: rank 0's measurement decides
+        mine = [memory_plan.batch_tokens, memory_plan.grad_accum, int(memory_plan.grad_checkpoint)]
+        chosen = all_sum(mx.array(mine if group.rank() == 0 else [0, 0, 0], mx.float32), group).tolist()
+        memory_plan.batch_tokens, memory_plan.grad_accum = int(chosen[0]), int(chosen[1])
+        memory_plan.grad_checkpoint = bool(chosen[2])
     return memory_plan.apply(config), memory_plan
 
 
