@@ -265,7 +265,7 @@ def main():
                         "lora": {**LORA, "layers": "all"}, "optimizer": f"Adam, constant lr {args.lr}",
                         "cap_gb": args.cap_gb},
               "runs": {}}
-    log = open(Path(args.out).with_suffix(".log"), "a")
+    log = open(Path(tempfile.gettempdir()) / "training_real.log", "a")  # the runs' stderr, for debugging
     tmp = Path(tempfile.mkdtemp(prefix="training_real-"))
     base = {"model": args.model, "examples": examples, "lr": args.lr}
 

@@ -39,6 +39,8 @@ def test_the_probe_measures_more_memory_for_more_tokens_and_less_when_checkpoint
     plain = probe(model, examples, TrainConfig(), checkpointed=False)
     checkpointed = probe(model, examples, TrainConfig(), checkpointed=True)
     assert plain.per_token > 0 and len(plain.points) == 2
+    stopped = probe(model, examples, TrainConfig(), checkpointed=False, stop_above=0)
+    assert len(stopped.points) == 1  # over the limit at once: no bigger measurement
     assert checkpointed.per_token < plain.per_token
 
 

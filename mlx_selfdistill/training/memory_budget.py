@@ -7,7 +7,9 @@ of the longest examples, MLX's peak memory read after each, a line peak = a + b 
 fitted through them (plus the optimizer's moments, which a probe does not allocate). The
 tokens per optimizer step stay what the config asks; the budget only decides how a step
 is computed: plain if it fits, else with gradient checkpointing, else in micro-batches
-of the largest size that fits (gradient accumulation).
+of the largest size that fits (gradient accumulation). A probe stops at the first
+measurement over the budget, so probing does not itself overshoot by much; it costs two
+to four training steps of one or two of the longest examples.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ GB = 1e9
 # Head room under the budget for what a probe cannot see: allocator run-ahead, fragmentation.
 MARGIN = 0.1
 # The probe's batch sizes, in rows of the longest example.
-PROBE_ROWS = (1, 3)
+PROBE_ROWS = (1, 2)
 
 
 @dataclass
@@ -46,8 +48,8 @@ class LinearFit:
         return self.base + self.per_token * tokens
 
     def max_tokens(self, limit: float) -> int:
-        if self.per_token <= 0:
-            return 1 << 30
+        if self.per_token <= 0:  # flat, or a single (stopped) measurement: all or nothing
+            return 1 << 30 if limit >= self.base else 0
         return max(0, int((limit - self.base) / self.per_token))
 
     def to_dict(self) -> dict:
@@ -103,7 +105,10 @@ def measure_step_peak(model, examples: list[TokenizedExample], rows: list[list[i
     return float(peak)
 
 
-def probe(model, examples: list[TokenizedExample], config: TrainConfig, checkpointed: bool) -> LinearFit:
+def probe(model, examples: list[TokenizedExample], config: TrainConfig, checkpointed: bool,
+          stop_above: float = float("inf")) -> LinearFit:
+    """The fit through PROBE_ROWS measurements; a measurement above `stop_above` bytes ends
+    the probe (a bigger one would only overshoot the budget further)."""
     from .adapters import checkpoint_layers
 
     longest = max(range(len(examples)), key=lambda i: len(examples[i]))
@@ -114,6 +119,8 @@ def probe(model, examples: list[TokenizedExample], config: TrainConfig, checkpoi
             rows = [[longest]] * k
             tokens = k * (len(examples[longest]) - 1)
             points.append((tokens, measure_step_peak(model, examples, rows, config)))
+            if points[-1][1] > stop_above:
+                break
     finally:
         if undo is not None:
             undo()
@@ -137,10 +144,10 @@ def plan_memory(model, examples: list[TokenizedExample], config: TrainConfig) ->
     t0 = time.perf_counter()
     was_training = model.training
     model.train()
-    fits = {"plain": probe(model, examples, config, checkpointed=False)}
+    fits = {"plain": probe(model, examples, config, checkpointed=False, stop_above=usable)}
     chosen, tokens, accum = "plain", target, 1
     if fits["plain"].predict(target) > usable:
-        fits["checkpointed"] = probe(model, examples, config, checkpointed=True)
+        fits["checkpointed"] = probe(model, examples, config, checkpointed=True, stop_above=usable)
         chosen = "checkpointed"
         if fits["checkpointed"].predict(target) > usable:
             fit = fits["checkpointed"]
