@@ -94,7 +94,9 @@ def predict(target: dict, model_fit: dict, tokens: int, bits: float, activation_
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", required=True, help="comma-separated MLX model folders")
+    ap.add_argument("--models", default=None, help="comma-separated MLX model folders to measure")
+    ap.add_argument("--from-probe", action="append", help="a training_real.json whose budget run's probe "
+                    "fits to use as a measurement (no new run)")
     ap.add_argument("--tokens", default="1024,2048,4096", help="batch tokens to predict for")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
@@ -102,7 +104,15 @@ def main():
     from mlx_selfdistill.jsonl import write_json_atomic
 
     measured = []
-    for path in args.models.split(","):
+    for path in args.from_probe or []:  # the trainer's own probe, stored by benchmarks/training_real.py
+        earlier = json.loads(Path(path).read_text())
+        plan = earlier["runs"]["ours_budget"]["memory_plan"]
+        cfg = json.loads((Path(earlier["setup"]["model"]) / "config.json").read_text())
+        measured.append({"model": earlier["setup"]["model"], "from": f"{path} (ours_budget memory_plan)",
+                         "parameters": earlier["setup"]["parameters"], "weight_gb": earlier["setup"]["model_gb"],
+                         "layers": cfg["num_hidden_layers"], "hidden": cfg["hidden_size"],
+                         "intermediate": cfg["intermediate_size"], "vocab": cfg["vocab_size"], **plan["fits"]})
+    for path in filter(None, (args.models or "").split(",")):
         spec = json.dumps({"model": path})
         proc = subprocess.run([sys.executable, __file__, "--worker", spec], capture_output=True, text=True)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -110,17 +120,22 @@ def main():
             raise SystemExit(f"{path}: measurement failed: {proc.stderr.strip()[-500:]}")
         measured.append(json.loads(lines[-1]))
         print(lines[-1], flush=True)
-    fits = {mode: fit(measured, mode) for mode in ("plain", "checkpointed")}
+    if not measured:
+        raise SystemExit("nothing measured: pass --models and/or --from-probe")
+    fits = {mode: fit([m for m in measured if mode in m], mode) for mode in ("plain", "checkpointed")
+            if any(mode in m for m in measured)}
     # 4-bit affine quantization with group 64 stores a float16 scale and bias per 64 weights: 4.5 bits.
     predictions = []
     for t in [int(x) for x in args.tokens.split(",")]:
-        for mode in ("plain", "checkpointed"):
+        for mode in fits:
             for act_bytes, label in ((4, "float32"), (2, "bfloat16")):
                 predictions.append({"tokens": t, "mode": mode, "activations": label,
                                     "peak_gb": round(predict(QWEN25_CODER_7B, fits[mode], t, 4.5, act_bytes), 2)})
     report = {"benchmark": "memory_model", "platform": {"machine": platform.machine(), "system": platform.system()},
-              "probe": f"one row and three rows of a {SEQ}-token example (half prompt), LoRA rank 8 on every block, "
-                       "chunked loss, MLX peak memory",
+              "models_measured": len(measured),
+              "probe": f"the trainer's probe: one and two rows of one example (--models: a {SEQ}-token example, half "
+                       "prompt; --from-probe: the run's longest example), LoRA rank 8 on every block, chunked loss, "
+                       "MLX peak memory",
               "measured": measured, "fits": fits, "target": QWEN25_CODER_7B, "target_bits": 4.5,
               "predictions_7b_4bit_qlora": predictions}
     fits_16 = [p for p in predictions if p["peak_gb"] <= 16 * 0.75]  # macOS lets the GPU wire ~75% of RAM
