@@ -93,3 +93,22 @@ def test_uniforms_are_a_pure_function_of_seed_and_step():
 def test_bad_settings_are_user_errors(kwargs):
     with pytest.raises(UserError):
         SamplingParams(**kwargs)
+
+
+@pytest.mark.parametrize("peaked", [True, False], ids=["nucleus-in-head", "flat-full-sort"])
+def test_top_p_on_a_large_vocabulary_is_exact_with_or_without_the_candidate_head(peaked):
+    """The candidate shortcut (only the most likely tokens sorted) gives the same
+    distribution as the full sort; a flat distribution takes the full sort."""
+    from mlx_selfdistill.sampling.samplers import NUCLEUS_CANDIDATES, truncated_distribution
+
+    rng = np.random.default_rng(0)
+    vocab = 20 * NUCLEUS_CANDIDATES
+    logits = rng.normal(size=(3, vocab)) * (4.0 if peaked else 0.05)
+    params = SamplingParams(temperature=0.8, top_p=0.95)
+    ids, probs = truncated_distribution(mx.array(logits, dtype=mx.float32), params)
+    ids, probs = np.array(ids), np.array(probs, dtype=np.float64)
+    assert (ids.shape[1] == NUCLEUS_CANDIDATES) == peaked
+    for row in range(3):
+        got = np.zeros(vocab)
+        got[ids[row]] = probs[row] / probs[row].sum()
+        np.testing.assert_allclose(got, analytic_distribution(logits[row], params), atol=2e-6)

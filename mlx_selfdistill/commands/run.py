@@ -16,12 +16,14 @@ def round_rows(summary: dict) -> list[list]:
     rows = []
     if "base_eval" in summary:
         b = summary["base_eval"]
-        rows.append(["base", "-", "-", f"{b['pass_at_1']:.3f}", _ci(b), "-"])
+        rows.append(["base", "-", "-", f"{b['pass_at_1']:.3f}", _ci(b), "-", "-"])
     for r in summary["rounds"]:
         ev = r.get("eval") or {}
         secs = ", ".join(f"{k} {v:.0f}s" for k, v in r["seconds"].items() if v >= 0.5)  # skip instant stages
+        peak = (r.get("train") or {}).get("peak_memory_gb")
         rows.append([f"round {r['round']}", r["samples"], r["kept"],
-                     f"{ev['pass_at_1']:.3f}" if ev else "-", _ci(ev) if ev else "-", secs])
+                     f"{ev['pass_at_1']:.3f}" if ev else "-", _ci(ev) if ev else "-", secs,
+                     f"{peak:.2f} GB" if peak is not None else "-"])
     return rows
 
 
@@ -54,6 +56,7 @@ def _ci(result: dict) -> str:
 @click.option("--eval-prompt-style", type=click.Choice(list(STYLES)),
               help="Prompt style for evaluation (evalplus: EvalPlus's instruct prompt) [default: as sampled].")
 @click.option("--iters", type=int, help="Training steps per round.")
+@click.option("--memory-gb", type=float, help="Training memory budget: batch tokens and checkpointing picked by a probe.")
 @click.option("--seed", type=int)
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Set any config field, last; repeatable. none unsets a field: --set eval.problems=none.")
@@ -62,15 +65,15 @@ def _ci(result: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @unsafe_option
 def run(config_file, preset_name, name, method, model, teacher, problems, eval_problems, rounds, n, temperature,
-        top_k, top_p, eval_temperature, eval_prompt_style, iters, seed, assignments, runs_dir, overwrite, as_json,
-        unsafe_no_isolation):
+        top_k, top_p, eval_temperature, eval_prompt_style, iters, memory_gb, seed, assignments, runs_dir, overwrite,
+        as_json, unsafe_no_isolation):
     """Run (or resume) self-distillation rounds: sample, verify, filter, train, evaluate."""
     overrides = {
         "name": name, "method": method, "model": model, "teacher": teacher, "problems": problems,
         "rounds": rounds,
         "sample": {"n": n, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed},
         "eval": {"problems": eval_problems, "temperature": eval_temperature, "prompt_style": eval_prompt_style},
-        "train": {"iters": iters},
+        "train": {"iters": iters, "memory_gb": memory_gb},
         "unsafe_no_isolation": unsafe_no_isolation or None,
     }
     config = resolve_config(preset_name=preset_name, config_file=config_file, overrides=overrides,
@@ -81,7 +84,8 @@ def run(config_file, preset_name, name, method, model, teacher, problems, eval_p
         print_json(summary)
         return
     out.print(table(f"run {config.name} ({config.method})",
-                    ["model", "samples", "kept", "pass@1", "95% CI", "time"], round_rows(summary)))
+                    ["model", "samples", "kept", "pass@1", "95% CI", "time", "train peak memory"],
+                    round_rows(summary)))
     out.print(settings_caption(config), markup=False)
     out.print(f"run directory: {summary['run_dir']}")
 

@@ -40,6 +40,11 @@ INPUT_KEYS = ("model", "data", "adapter_path", "valid_data", "resume")
 @click.option("--max-seq-len", type=int, default=None, help="Longer examples are dropped. [default: 2048]")
 @click.option("--grad-accum", type=int, default=None, help="Micro-batches per optimizer step. [default: 1]")
 @click.option("--grad-checkpoint", is_flag=True, default=None, help="Recompute activations: less memory.")
+@click.option("--memory-gb", type=float, default=None,
+              help="Memory budget in GB: a short probe picks batch tokens per micro-batch, accumulation "
+                   "and checkpointing so each step of --batch-tokens fits.")
+@click.option("--full-logits", "chunked_loss", flag_value=False, default=None,
+              help="Compute the loss from the full [tokens x vocab] logits (more memory; for comparison).")
 @click.option("--pack", is_flag=True, default=None, help="Pack several examples per row (attention kept apart).")
 @click.option("--quantize-bits", type=int, default=None, help="QLoRA: quantize the base to N bits first.")
 @click.option("--seed", type=int, default=None, help="[default: 0]")
@@ -124,10 +129,20 @@ def train(config_file, model_spec, data_path, valid_data, adapter_path, as_json,
             ["trained tokens", f"{result['tokens']:,} ({result['target_tokens']:,} in the loss)"],
             ["padding", f"{100 * result['padding_fraction']:.1f}%"],
             ["tokens / sec", f"{result['tokens_per_sec']:,.0f}"], ["seconds", result["seconds"]],
-            ["peak memory", f"{result['peak_memory_gb']:.2f} GB"],
+            ["peak memory", f"{result['peak_memory_gb']:.2f} GB" + _plan_note(result)],
+            ["batch", f"{result['batch_tokens']:,} tokens x {result['grad_accum']} accumulated"
+                      + (", checkpointed" if result["grad_checkpoint"] else "")
+                      + (", chunked loss" if result["chunked_loss"] else ", full logits")],
             ["trainable parameters", f"{result['trainable_parameters']:,} of {result['total_parameters']:,}"],
             ["processes", result["world_size"]]]
     out.print(table("train", ["", "value"], rows))
+
+
+def _plan_note(result: dict) -> str:
+    plan = result.get("memory_plan")
+    if not plan:
+        return ""
+    return f" (budget {plan['budget_gb']:g} GB, predicted {plan['predicted_peak_gb']:.2f} GB)"
 
 
 class _null:

@@ -81,6 +81,35 @@ def _take(x, idx):
     return mx.take_along_axis(x, idx, axis=-1)
 
 
+# Top-p alone needs the tokens in order of probability. Sorting a 152k vocabulary for
+# every row at every step cost as much as the model's own decode step on the CPU; the
+# nucleus nearly always lies within the few hundred most likely tokens, so those are
+# found by a partition (linear), sorted, and used whenever their mass reaches top_p in
+# every row (then the kept set is exactly the full sort's); otherwise the full sort.
+NUCLEUS_CANDIDATES = 256
+
+
+def _sorted_top(x: mx.array, k: int):
+    part = mx.argpartition(-x, kth=k - 1, axis=-1)[:, :k]
+    vals = _take(x, part)
+    order = mx.argsort(-vals, axis=-1)
+    return _take(part, order), _take(vals, order)
+
+
+def _nucleus_candidates(x: mx.array, top_p: float):
+    """(ids, values, log normaliser): the vocabulary by descending value, or only its head
+    when the head holds at least top_p of the mass in every row."""
+    if x.shape[-1] > 4 * NUCLEUS_CANDIDATES:
+        ids, vals = _sorted_top(x, NUCLEUS_CANDIDATES)
+        log_z = mx.logsumexp(x, axis=-1, keepdims=True)
+        head_mass = mx.exp(mx.logsumexp(vals, axis=-1) - log_z[:, 0])
+        if mx.all(head_mass >= top_p).item():
+            return ids, vals, log_z
+    ids = mx.argsort(-x, axis=-1)
+    vals = _take(x, ids)
+    return ids, vals, mx.logsumexp(vals, axis=-1, keepdims=True)
+
+
 def truncated_distribution(logits: mx.array, params: SamplingParams):
     """(token ids or None, probabilities) of the tempered, truncated distribution.
 
@@ -91,16 +120,14 @@ def truncated_distribution(logits: mx.array, params: SamplingParams):
     vocab = x.shape[-1]
     top_k = params.top_k if 0 < params.top_k < vocab else 0
     if top_k:
-        part = mx.argpartition(-x, kth=top_k - 1, axis=-1)[:, :top_k]
-        vals = _take(x, part)
-        order = mx.argsort(-vals, axis=-1)
-        ids, vals = _take(part, order), _take(vals, order)
+        ids, vals = _sorted_top(x, top_k)
+        probs = mx.softmax(vals, axis=-1)
     elif params.top_p < 1:
-        ids = mx.argsort(-x, axis=-1)
-        vals = _take(x, ids)
+        ids, vals, log_z = _nucleus_candidates(x, params.top_p)
+        probs = mx.exp(vals - log_z)  # under the whole vocabulary, as top-p measures mass
     else:
         ids, vals = None, x
-    probs = mx.softmax(vals, axis=-1)
+        probs = mx.softmax(vals, axis=-1)
     keep = None
     if params.top_p < 1:
         # Sorted descending: keep a token while the mass strictly before it is < top_p,

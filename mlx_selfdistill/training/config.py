@@ -15,7 +15,8 @@ SCHEDULES = ("cosine", "constant")
 
 # Fields that only change how a run is watched or stored; a resumed run may change them,
 # and so may iters/epochs (a resumed run may be extended). Everything else must match.
-RESUME_MAY_CHANGE = {"iters", "epochs", "save_every", "keep_checkpoints", "val_every", "compile"}
+RESUME_MAY_CHANGE = {"iters", "epochs", "save_every", "keep_checkpoints", "val_every", "compile", "chunked_loss",
+                     "loss_chunk_tokens", "memory_gb"}
 
 
 @dataclass
@@ -54,6 +55,13 @@ class TrainConfig:
     # mx.compile the gradient step. Each new batch shape costs a trace; on the CPU backend
     # the tiny model trained ~25% faster without it (benchmarks/training.py).
     compile: bool = False
+    # The loss over the vocabulary a chunk of tokens at a time (training/chunked_loss.py):
+    # the [tokens x vocab] logits are never held whole. Same loss within float32 rounding.
+    chunked_loss: bool = True
+    loss_chunk_tokens: Optional[int] = None  # tokens per chunk; default: 64 MB of float32 logits
+    # A memory budget in GB: a short probe measures peak memory and picks batch_tokens per
+    # micro-batch, grad_accum and grad_checkpoint so a step of batch_tokens x grad_accum fits.
+    memory_gb: Optional[float] = None
 
     def __post_init__(self):
         if self.fine_tune_type not in FINE_TUNE_TYPES:
@@ -73,6 +81,8 @@ class TrainConfig:
                     "grad_accum": self.grad_accum, "pad_multiple": self.pad_multiple}
         if isinstance(self.num_layers, int):
             positive["num_layers"] = self.num_layers
+        if self.loss_chunk_tokens is not None:
+            positive["loss_chunk_tokens"] = self.loss_chunk_tokens
         for name, value in positive.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UserError(f"{name} must be a positive integer, got {value!r}")
@@ -82,6 +92,8 @@ class TrainConfig:
             raise UserError(f"epochs must be a positive number, got {self.epochs!r}")
         if self.iters is not None and self.epochs is not None:
             raise UserError("set iters or epochs, not both")
+        if self.memory_gb is not None and not (isinstance(self.memory_gb, (int, float)) and self.memory_gb > 0):
+            raise UserError(f"memory_gb must be a positive number of gigabytes, got {self.memory_gb!r}")
         if not self.lr > 0:
             raise UserError(f"lr must be positive, got {self.lr!r}")
         if not 0.0 <= self.dropout < 1.0:

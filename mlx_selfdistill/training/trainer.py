@@ -9,6 +9,7 @@ and 2 ranks equal 1 process on the same global batch.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -28,6 +29,7 @@ from . import checkpoint as ckpt
 from .adapters import (adapter_config, checkpoint_layers, count_parameters, remove_stale_temp_files, save_adapter,
                        setup_trainable, snapshot)
 from .batching import BatchPlan, make_batch, shard_rows
+from .chunked_loss import chunked_cross_entropy, output_head
 from .config import TrainConfig
 from .data import TokenizedExample, fingerprint, tokenize_examples
 from .distributed import all_sum, all_sum_tree, world
@@ -66,18 +68,39 @@ def block_mask(segments: mx.array) -> mx.array:
     return mx.expand_dims(same & causal, 1)
 
 
-def forward(model, inputs, segments=None):
+def forward(model, inputs, segments=None, hidden=False):
+    """The logits, or with hidden=True the final norm's output (for the chunked loss)."""
+    call = model.model if hidden else model
     if segments is None:
-        return model(inputs)
+        return call(inputs)
     cache = [_FixedMask(block_mask(segments))] * len(model.layers)
-    return model(inputs, cache=cache)
+    return call(inputs, cache=cache)
 
 
-def loss_sum(model, inputs, targets, weights, segments=None):
-    """(sum of completion-token cross-entropies, number of completion tokens)."""
-    logits = forward(model, inputs, segments)
-    ce = nn.losses.cross_entropy(logits.astype(mx.float32), targets) * weights
-    return ce.sum(), weights.sum()
+def loss_sum(model, inputs, targets, weights, segments=None, select=None, *, chunked=True, chunk_tokens=None):
+    """(sum of completion-token cross-entropies, number of completion tokens).
+
+    select: the flat positions (row * L + column) whose weight is non-zero; the chunked
+    loss projects only those onto the vocabulary. chunked=False (or a model whose head
+    is not plain) computes the full logits instead.
+    """
+    head = output_head(model) if chunked else None
+    if head is None:
+        logits = forward(model, inputs, segments)
+        ce = nn.losses.cross_entropy(logits.astype(mx.float32), targets) * weights
+        return ce.sum(), weights.sum()
+    h = forward(model, inputs, segments, hidden=True)
+    h, t, w = h.reshape(-1, h.shape[-1]), targets.reshape(-1), weights.reshape(-1)
+    if select is not None:
+        h, t, w = h[select], t[select], w[select]
+    return chunked_cross_entropy(h, t, w, head, chunk_tokens), weights.sum()
+
+
+def batch_arrays(b, packed: bool) -> list:
+    """A Batch as loss_sum's arguments: inputs, targets, weights, segments, select."""
+    select = np.flatnonzero(b.weights.reshape(-1)).astype(np.int32)
+    return [mx.array(b.inputs), mx.array(b.targets), mx.array(b.weights),
+            mx.array(b.segments) if packed else None, mx.array(select) if len(select) else None]
 
 
 # -- learning-rate schedule ----------------------------------------------------------------
@@ -160,19 +183,24 @@ def train(model_spec, data, adapter_path: Union[str, os.PathLike], config: Union
     model, tokenizer, caller_owns, name = _load(model_spec)
     examples, dropped = _examples(tokenizer, data, config.max_seq_len, "training")
     valid = _examples(tokenizer, valid_data, config.max_seq_len, "validation")[0] if valid_data else None
-    plan = BatchPlan([len(ex) for ex in examples], batch_tokens=config.batch_tokens, seed=config.seed,
-                     pad_multiple=config.pad_multiple, pack=config.pack, pack_len=config.pack_len,
-                     grouping=config.length_grouping)
-    if config.iters is not None:
-        total_steps = config.iters
-    else:
-        total_steps = max(1, math.ceil((config.epochs or 1.0) * plan.batches_per_epoch / config.grad_accum))
     data_id = fingerprint(examples)
 
     restore = snapshot(model) if caller_owns else None
     undo_checkpointing = None
+    memory_limit = None
     try:
         info = setup_trainable(model, config)
+        config, memory_plan = _fit_memory(model, examples, config, adapter_dir if resume else None, group)
+        if config.memory_gb is not None:
+            # Above the limit MLX waits for queued work before allocating more: less run-ahead.
+            memory_limit = mx.set_memory_limit(int(config.memory_gb * 1e9))
+        plan = BatchPlan([len(ex) for ex in examples], batch_tokens=config.batch_tokens, seed=config.seed,
+                         pad_multiple=config.pad_multiple, pack=config.pack, pack_len=config.pack_len,
+                         grouping=config.length_grouping)
+        if config.iters is not None:
+            total_steps = config.iters
+        else:
+            total_steps = max(1, math.ceil((config.epochs or 1.0) * plan.batches_per_epoch / config.grad_accum))
         if config.grad_checkpoint:
             undo_checkpointing = checkpoint_layers(model)
         schedule = make_schedule(config, total_steps)
@@ -202,6 +230,7 @@ def train(model_spec, data, adapter_path: Union[str, os.PathLike], config: Union
                     "config": config.resume_signature(), "rng": "derived from (seed, micro-batch, rank)"}
 
         model.train()
+        mx.reset_peak_memory()  # the peak reported is training's (the probe's is in memory_plan)
         t_run = time.perf_counter()
         tokens_this_run = 0
         val_loss = state["val_losses"][-1][1] if state["val_losses"] else None
@@ -261,6 +290,11 @@ def train(model_spec, data, adapter_path: Union[str, os.PathLike], config: Union
             "train_seconds_total": round(state["seconds"], 3),
             "tokens_per_sec": round(tokens_this_run / seconds, 1) if seconds > 0 and tokens_this_run else 0.0,
             "peak_memory_gb": round(_peak_memory_gb(), 4),
+            "batch_tokens": config.batch_tokens,
+            "grad_accum": config.grad_accum,
+            "grad_checkpoint": config.grad_checkpoint,
+            "chunked_loss": config.chunked_loss and output_head(model) is not None,
+            "memory_plan": memory_plan.to_dict() if memory_plan else None,
             "trainable_parameters": trainable,
             "total_parameters": total_params,
             "world_size": size,
@@ -269,10 +303,32 @@ def train(model_spec, data, adapter_path: Union[str, os.PathLike], config: Union
             "val_losses": state["val_losses"],
         }
     finally:
+        if memory_limit is not None:
+            mx.set_memory_limit(memory_limit)
         if undo_checkpointing is not None:
             undo_checkpointing()
         if restore is not None:
             restore()
+
+
+def _fit_memory(model, examples, config: TrainConfig, resume_dir: Optional[Path], group):
+    """(config, MemoryPlan or None): batch tokens, accumulation and checkpointing chosen to fit
+    config.memory_gb; a resumed run keeps its checkpoint's choices."""
+    if config.memory_gb is None:
+        return config, None
+    from .memory_budget import plan_memory, saved_plan
+
+    latest = ckpt.latest_checkpoint(resume_dir) if resume_dir is not None else None
+    if latest is not None:
+        saved = json.loads((latest / "state.json").read_text()).get("config", {})
+        return saved_plan(saved, config), None
+    memory_plan = plan_memory(model, examples, config)
+    if group.size() > 1:  # every rank must train the same way: rank 0's measurement decides
+        mine = [memory_plan.batch_tokens, memory_plan.grad_accum, int(memory_plan.grad_checkpoint)]
+        chosen = all_sum(mx.array(mine if group.rank() == 0 else [0, 0, 0], mx.float32), group).tolist()
+        memory_plan.batch_tokens, memory_plan.grad_accum = int(chosen[0]), int(chosen[1])
+        memory_plan.grad_checkpoint = bool(chosen[2])
+    return memory_plan.apply(config), memory_plan
 
 
 def _check_resumable(saved: dict, config: TrainConfig, data_id: str, where: Path) -> None:
@@ -295,10 +351,11 @@ class _Run:
     def __init__(self, model, optimizer, schedule, config: TrainConfig, plan: BatchPlan, examples, group):
         self.model, self.optimizer, self.schedule, self.config, self.plan = model, optimizer, schedule, config, plan
         self.examples, self.group = examples, group
-        value_and_grad = nn.value_and_grad(model, loss_sum)
+        value_and_grad = nn.value_and_grad(model, partial(loss_sum, chunked=config.chunked_loss,
+                                                          chunk_tokens=config.loss_chunk_tokens))
 
-        def grads(inputs, targets, weights, segments=None):
-            (loss, n), g = value_and_grad(model, inputs, targets, weights, segments)
+        def grads(inputs, targets, weights, segments=None, select=None):
+            (loss, n), g = value_and_grad(model, inputs, targets, weights, segments, select)
             return loss, n, g
 
         if config.compile:
@@ -320,10 +377,7 @@ class _Run:
                                width=self.plan.pack_len if cfg.pack else None)
                 if chunk:
                     real, positions = real + b.real_tokens, positions + b.positions
-                args = [mx.array(b.inputs), mx.array(b.targets), mx.array(b.weights)]
-                if cfg.pack:
-                    args.append(mx.array(b.segments))
-                loss, n, g = self.grads(*args)
+                loss, n, g = self.grads(*batch_arrays(b, cfg.pack))
                 if acc is None:
                     total_loss, total_n, acc = loss, n, g
                 else:
@@ -358,7 +412,8 @@ def evaluate_loss(model, examples: list[TokenizedExample], config: TrainConfig, 
     for rows in plan.epoch(0):
         for chunk in plan.chunks(shard_rows(rows, group.rank(), group.size())):
             b = make_batch(examples, chunk, pad_multiple=config.pad_multiple)
-            loss, n = loss_sum(model, mx.array(b.inputs), mx.array(b.targets), mx.array(b.weights))
+            loss, n = loss_sum(model, *batch_arrays(b, False), chunked=config.chunked_loss,
+                               chunk_tokens=config.loss_chunk_tokens)
             total, count = total + loss, count + n
             mx.eval(total, count)
     sums = all_sum(mx.stack([total, count]), group)
