@@ -38,17 +38,21 @@ def header_cut(tmp_path):
     return path
 
 
-def unsupported_arch(tmp_path):
+def bare_gguf(path, arch: str):
+    """A GGUF naming `arch` with one tensor and none of the architecture's metadata."""
     import gguf
 
-    path = tmp_path / "mamba.gguf"
-    writer = gguf.GGUFWriter(str(path), "mamba")
+    writer = gguf.GGUFWriter(str(path), arch)
     writer.add_tensor("token_embd.weight", np.zeros((8, 32), np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def unsupported_arch(tmp_path):
+    return bare_gguf(tmp_path / "mamba.gguf", "mamba")
 
 
 def unsupported_quant(tmp_path):
@@ -61,16 +65,7 @@ def unsupported_quant(tmp_path):
 
 
 def incomplete(tmp_path):
-    import gguf
-
-    path = tmp_path / "bare.gguf"
-    writer = gguf.GGUFWriter(str(path), "llama")  # an architecture, but none of its metadata
-    writer.add_tensor("token_embd.weight", np.zeros((8, 32), np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+    return bare_gguf(tmp_path / "bare.gguf", "llama")  # an architecture, but none of its metadata
 
 
 CASES = {
