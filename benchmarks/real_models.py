@@ -152,8 +152,9 @@ def run_style(loaded, problems, style: str, args) -> dict:
     stats: dict = {}
     load_before = os.getloadavg()
     t0 = time.perf_counter()
-    result = evaluate_model(loaded, problems, work_dir=work, n=1, temperature=0.0, max_tokens=args.max_tokens,
-                            workers=args.workers, timeout_s=args.timeout, prompt_style=style,
+    # seed 0 pinned: greedy ignores it, but resumed samples must carry the same settings
+    result = evaluate_model(loaded, problems, work_dir=work, n=1, temperature=0.0, seed=0,
+                            max_tokens=args.max_tokens, workers=args.workers, timeout_s=args.timeout, prompt_style=style,
                             progress=_ticker(style), sampling_kw={"stats": stats, "max_batch": args.max_batch})
     seconds = time.perf_counter() - t0
     if stats.get("new"):  # a resumed run adds what it did; a finished one adds nothing
