@@ -39,7 +39,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "real_models.json"
 WORK_DIR = HERE / "results" / "real_models"
-DEFAULT_MODEL = "/work/models/Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf"
+# Where benchmarks/fetch_models.py puts it (--dest, else $MLX_SELFDISTILL_TEST_MODELS, else ~/.cache/...).
+DEFAULT_MODEL = str(Path(os.environ.get("MLX_SELFDISTILL_TEST_MODELS")
+                         or Path.home() / ".cache" / "mlx-selfdistill" / "models")
+                    / "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf")
 
 THROWAWAY = {"passed": 93, "total": 164, "pass_at_1": 0.567, "tolerance_problems": 3,
              "what": "the issue's throwaway GGUF->MLX converter, project prompt, greedy"}
