@@ -39,3 +39,14 @@ def make_random_adapter(path: Path) -> Path:
     mx.save_safetensors(str(path / "adapters.safetensors"), weights)
     (path / "adapter_config.json").write_text(json.dumps(config))
     return path
+
+
+def main_exit(argv) -> int:
+    """The CLI's exit code, without leaving the test process."""
+    from mlx_selfdistill.cli import main
+
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return exc.code or 0
+    return 0

@@ -4,6 +4,7 @@ import dataclasses
 import json
 
 import pytest
+from conftest import main_exit
 
 from mlx_selfdistill.cli import main
 from mlx_selfdistill.config import EvalSettings, resolve_config
@@ -34,14 +35,6 @@ def fixtures_dir():
     from conftest import FIXTURES
 
     return FIXTURES
-
-
-def main_exit(argv) -> int:
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return exc.code or 0
-    return 0
 
 
 # -- the prompt ---------------------------------------------------------------------------------

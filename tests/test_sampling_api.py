@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import main_exit
 
 from mlx_selfdistill.cli import main
 from mlx_selfdistill.errors import UserError
@@ -133,14 +134,6 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(tiny, tmp_path):
     reference = sample_problems(model, tokenizer, toy_problems("heldout", 10), n=6, max_batch=8,
                                 **{**SETTINGS, "max_tokens": 96})
     assert comparable(got) == comparable(reference)
-
-
-def main_exit(argv) -> int:
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return exc.code or 0
-    return 0
 
 
 @pytest.mark.slow
