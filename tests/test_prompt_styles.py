@@ -6,7 +6,6 @@ import json
 import pytest
 from conftest import main_exit
 
-from mlx_selfdistill.cli import main
 from mlx_selfdistill.config import EvalSettings, resolve_config
 from mlx_selfdistill.errors import UserError
 from mlx_selfdistill.evaluation import evaluate_model

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from conftest import main_exit
 
-from mlx_selfdistill.cli import main
 from mlx_selfdistill.errors import UserError
 from mlx_selfdistill.jsonl import read_jsonl
 from mlx_selfdistill.models import load_model
