@@ -1,7 +1,8 @@
-"""The bench: speed, quality and energy of a base model and its distilled version,
-measured in the same run on the same machine.
+"""The bench: speed, quality, energy and memory of a base model, its distilled version and
+(optionally) the teacher it was distilled from, measured in the same run on the same machine.
 
     result = run_bench("tiny", "runs/r1/adapters", problems="toy:heldout:50", out_dir="bench")
+    result = run_bench(STUDENT, "runs/r1/adapters", teacher=TEACHER)   # + a "teacher" block
 
 How it measures, and why:
 
@@ -10,9 +11,9 @@ How it measures, and why:
   energy is "unavailable".
 - **Warm-up** of every model (one short speed loop and one short sampling call) before
   anything is timed: first calls pay allocation, kernel loading and caching.
-- **ABAB interleaving**: trial t runs base then distilled on the same slice of problems
-  (problems[t::trials]), then trial t+1 does the same. Thermal throttling, background load
-  and battery state drift over minutes; interleaving spreads that drift over both models
+- **ABAB interleaving**: trial t runs base, distilled (and teacher) on the same slice of
+  problems (problems[t::trials]), then trial t+1 does the same. Thermal throttling, background load
+  and battery state drift over minutes; interleaving spreads that drift over all models
   instead of charging it all to whichever ran second. Over all trials each problem is
   sampled n times by each model, so quality costs the same as one evaluation.
 - **Speed at batch 1** is our own timed loop over the model with mlx_lm's KV cache:
@@ -27,6 +28,13 @@ How it measures, and why:
 - With an adapter, the distilled model is the base with the adapter fused in memory by
   default (what `mlx_lm.fuse` would ship; same weight bytes as the base); `fuse=False`
   measures the unfused LoRA layers instead.
+- **The teacher** is a different model with its own tokenizer, measured in the same schedule
+  with the same problems, seeds and decoding, so its J per solve, pass@1 per watt and tokens/s
+  sit beside the student's on equal terms: what distilling saves per solved problem.
+- **Memory** per model: all models stay resident, so MLX's raw peak during one model's slot
+  also counts the others' weights. The reported peak is that model's weights plus the most its
+  own phases (speed loop, sampling) allocated above what was resident when its slot began: what
+  running it alone would need, as MLX counts it. The raw peak is kept beside it.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from .errors import UserError
 from .progress import Progress, stage_callback
 from .prompts import get_style
 from .records import Problem, Sample, Verdict
+from .report import SCHEMA_VERSION
 
 
 DEFAULT_PROBLEMS = "toy:heldout:50"
@@ -165,6 +174,17 @@ class ModelRun:
     verdicts: list[Verdict] = field(default_factory=list)
     generation: list[EnergyReading] = field(default_factory=list)
     verification: list[EnergyReading] = field(default_factory=list)
+    memory: list[tuple[int, int]] = field(default_factory=list)  # (resident at slot start, MLX peak) bytes
+
+
+def memory_block(run: ModelRun) -> dict:
+    """Peak memory of one model in GB (see the module docstring; None = never measured)."""
+    gb = lambda b: b / 1e9
+    if not run.memory:
+        return {"weights_gb": gb(run.weight_bytes), "peak_gb": None, "working_gb": None, "process_peak_gb": None}
+    working = max(max(peak - resident, 0) for resident, peak in run.memory)
+    return {"weights_gb": gb(run.weight_bytes), "peak_gb": gb(run.weight_bytes + working),
+            "working_gb": gb(working), "process_peak_gb": gb(max(peak for _, peak in run.memory))}
 
 
 def model_block(run: ModelRun, problems: Sequence[Problem], *, n: int, idle: IdleBaseline | None,
@@ -204,6 +224,7 @@ def model_block(run: ModelRun, problems: Sequence[Problem], *, n: int, idle: Idl
         "finish_reasons": dict(sorted(_count(s.finish_reason for s in run.samples).items())),
         "timing": {"generation_s": sample_s, "verification_s": sum(run.verify_seconds)},
         "energy": energy,
+        "memory": memory_block(run),
         "efficiency": efficiency_block(quality, energy, generated, speed["decode_tok_s"],
                                        run.weight_bytes, bandwidth_gbs),
     }
@@ -241,7 +262,22 @@ def _write_records(path: Path, records) -> None:
             writer.write(r)
 
 
-def run_bench(model: str = "tiny", adapter: str | None = None, *, problems: str | Sequence[Problem] = DEFAULT_PROBLEMS,
+def check_models(model: str, adapter: str | None = None, teacher: str | None = None) -> None:
+    """Resolve every model spec and check the adapter folder, so that a typo is a one-line
+    error before the idle baseline and the progress bars, not after them."""
+    from .models import check_adapter, resolve_model
+
+    check_adapter(adapter)
+    resolve_model(model)
+    if teacher is not None:
+        try:
+            resolve_model(teacher)
+        except UserError as exc:
+            raise UserError(f"teacher: {exc}") from None
+
+
+def run_bench(model: str = "tiny", adapter: str | None = None, *, teacher: str | None = None,
+              problems: str | Sequence[Problem] = DEFAULT_PROBLEMS,
               n: int = EVAL.n, trials: int = 2, out_dir: str | Path = "bench_out",
               temperature: float = EVAL.temperature, top_k: int = EVAL.top_k, top_p: float = EVAL.top_p,
               min_p: float = EVAL.min_p, max_tokens: int = EVAL.max_tokens, seed: int = EVAL.seed,
@@ -249,10 +285,13 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, problems: str 
               timeout_s: float = 5.0, fuse: bool = True, raw_prompt: bool = False, prompt_style: str | None = None,
               meter: EnergyMeter | None = None, progress: Progress = None, write: bool = True,
               unsafe_no_isolation: bool = False) -> dict:
-    """Bench the model (and, with an adapter, the distilled model) and write bench.json,
-    bench.md and bench.png into out_dir. Returns the result dict (report.py's schema)."""
+    """Bench the model (with an adapter also the distilled model, with a teacher also the
+    teacher) and write bench.json, bench.md and bench.png into out_dir. Returns the result
+    dict (report.py's schema)."""
+    import mlx.core as mx
+
     from .execution import SandboxPool, verify_samples
-    from .models import check_adapter, load_model, model_name, prompt_tokens
+    from .models import load_model, model_name, prompt_tokens
     from .platform_info import environment
     from .problems import load_problems
     from .sampling import sample_problems
@@ -262,7 +301,7 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, problems: str 
     style = get_style(prompt_style, raw=raw_prompt).name
     if speed_repeats < 1:
         raise UserError(f"speed repeats must be at least 1, got {speed_repeats}")
-    check_adapter(adapter)  # before the idle baseline: a typo should not cost its seconds
+    check_models(model, adapter, teacher)  # before the idle baseline: a typo should not cost its seconds
     problem_list = list(load_problems(problems) if isinstance(problems, str) else problems)
     if not problem_list:
         raise UserError(f"problem source {problems!r} is empty: nothing to bench")
@@ -274,7 +313,7 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, problems: str 
     if meter.name == "none":
         env["energy_meter_reason"] = getattr(meter, "reason", None)
 
-    labels = ["base"] + (["distilled"] if adapter else [])
+    labels = ["base"] + (["distilled"] if adapter else []) + (["teacher"] if teacher else [])
     schedule = abab_schedule(labels, trials)
     slices = trial_slices(problem_list, trials)
     total_steps = 2 + len(labels) + 3 * len(schedule)  # idle, load, warm-ups, (speed, sample, verify) per slot
@@ -290,14 +329,15 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, problems: str 
     idle = idle_baseline(meter, idle_seconds)
     step("idle baseline done")
 
-    # 2. Load both models (kept resident so the trials can alternate between them).
+    # 2. Load every model (kept resident so the trials can alternate between them).
     loaded, runs = {}, {}
     for label in labels:
-        m, tok = load_model(model, adapter if label == "distilled" else None)
+        spec = teacher if label == "teacher" else model
+        m, tok = load_model(spec, adapter if label == "distilled" else None)
         if label == "distilled" and fuse:
             fuse_in_memory(m)
         loaded[label] = (m, tok)
-        runs[label] = ModelRun(label, model_name(model), adapter if label == "distilled" else None,
+        runs[label] = ModelRun(label, model_name(spec), adapter if label == "distilled" else None,
                                metrics.weight_bytes(m))
     step("models loaded")
 
@@ -313,13 +353,15 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, problems: str 
                             group=None, **sampling_kw)
             step(f"warm-up {label}")
 
-        # 4. Trials, interleaved A B A B.
+        # 4. Trials, interleaved A B (C) A B (C).
         executed: list[dict] = []
         for trial, label in schedule:
             m, tok = loaded[label]
             run = runs[label]
             where = f"{label} {trial + 1}/{trials}"
             t_start = time.perf_counter()
+            mx.reset_peak_memory()
+            resident = mx.get_active_memory()
             run.speeds += [measure_speed(m, speed_prompt[label], decode_tokens) for _ in range(speed_repeats)]
             step(f"speed {where}")
 
@@ -338,6 +380,7 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, problems: str 
                 run.generation.append(meter.stop())
             else:
                 run.sample_seconds.append(0.0)
+            run.memory.append((resident, mx.get_peak_memory()))
             step(f"sample {where}")
 
             if samples:
@@ -362,9 +405,10 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, problems: str 
     models = {label: model_block(runs[label], problem_list, n=n, idle=idle, bandwidth_gbs=bandwidth)
               for label in labels}
     result: dict[str, Any] = {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "config": {"model": model_name(model), "adapter": adapter, "fused_adapter": bool(adapter and fuse),
+                   "teacher": model_name(teacher) if teacher else None,
                    "problems": problems if isinstance(problems, str) else f"<{len(problem_list)} problems>",
                    "num_problems": len(problem_list), "n": n, "trials": trials, "temperature": temperature,
                    "top_k": top_k, "top_p": top_p, "min_p": min_p, "max_tokens": max_tokens, "seed": seed,

@@ -28,6 +28,8 @@ DEFINITIONS = {
     "bandwidth_fraction": "decode tokens/s x bytes of weights read per token / memory "
                           "bandwidth; 1.0 = the memory-bandwidth limit at batch 1",
     "net_energy": "gross joules - idle watts x duration (idle measured first, same meter)",
+    "peak_memory": "the model's weights + the most MLX allocated above what was resident during "
+                   "its speed and sampling phases (max over trials): what running it alone needs",
 }
 PASS1_PER_WATT_DEFINITION = DEFINITIONS["pass@1_per_watt"]
 

@@ -1,30 +1,34 @@
 """Bench report: one result dict -> bench.json, bench.md, bench.png and a terminal table.
 
-The result dict (schema_version 1):
+The result dict (schema_version 2):
 
     {
-      "schema_version": 1,
+      "schema_version": 2,
       "created_at": "2025-03-14T09:26:53Z",
-      "config": {"model": ..., "adapter": ..., "problems": ..., "n": ..., "trials": ...},
+      "config": {"model": ..., "adapter": ..., "teacher": ..., "problems": ..., "n": ..., "trials": ...},
       "environment": {... platform_info.environment(), "energy_meter": "none",
                       "memory_bandwidth_gbs": 100.0 | None},
       "idle": IdleBaseline.to_dict(),          # {"status": "measured"|"unavailable", ...}
-      "models": {                              # "base" and, with an adapter, "distilled"
-        "base": {
+      "models": {                              # "base", with an adapter "distilled",
+        "base": {                              # with a teacher "teacher"
           "model": ..., "adapter": None, "weight_bytes": int,
           "speed": {"prefill_tok_s", "decode_tok_s", "batched_tok_s", "batch_size", "trials"},
           "quality": metrics.summarize_quality(...),
           "mean_output_tokens": float, "generated_tokens": int,
           "energy": {"generation": phase_energy(...), "verification": phase_energy(...)},
+          "memory": {"weights_gb", "peak_gb", "working_gb", "process_peak_gb"},  # bench.memory_block
           "efficiency": efficiency_block(...),  # None values = unavailable
         },
-        "distilled": {...},
+        "distilled": {...}, "teacher": {...},
       },
       "definitions": metrics.DEFINITIONS,
     }
 
 Energy entries are `{"status": "unavailable", "reason": ...}` when no meter exists;
 every energy-derived number is then None and printed as "unavailable".
+
+Version 2 only added keys (config.teacher, models.teacher, models.*.memory); a version 1
+file still renders, its memory rows "unavailable" (weights from weight_bytes).
 """
 
 from __future__ import annotations
@@ -37,9 +41,9 @@ from . import metrics
 from .decoding import caption
 from .jsonl import write_json_atomic
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 UNAVAILABLE = "unavailable"
-MODEL_ORDER = ("base", "distilled")
+MODEL_ORDER = ("base", "distilled", "teacher")
 
 REQUIRED_MODEL_KEYS = ("speed", "quality", "mean_output_tokens", "energy", "efficiency")
 REQUIRED_TOP_KEYS = ("schema_version", "environment", "idle", "models", "definitions")
@@ -111,6 +115,13 @@ def _num(x: Any, digits: int = 1) -> str:
     return f"{x:,.{digits}f}"
 
 
+def _gb(x: Any) -> str:
+    """Three significant digits: a 3.5 MB tiny model and a 7B one both stay readable."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return UNAVAILABLE
+    return f"{x:,.0f}" if x >= 100 else f"{x:#.3g}"
+
+
 def _pct(x: Any) -> str:
     return UNAVAILABLE if x is None else f"{100 * x:.1f}%"
 
@@ -162,6 +173,9 @@ def _rows(result: dict) -> list[Row]:
         rows.append((f"pass@{k}", lambda m, k=k: _pct(_get(m, f"quality.pass_at_k.{k}")),
                      lambda m, k=k: _get(m, f"quality.pass_at_k.{k}"), True))
     add("Mean output tokens", "mean_output_tokens", higher=False)
+    rows.append(("Peak memory GB", lambda m: _gb(_get(m, "memory.peak_gb")),
+                 lambda m: _get(m, "memory.peak_gb"), False))
+    rows.append(("Weights GB", lambda m: _gb(_weights_gb(m)), _weights_gb, False))
     rows.append(("Generation energy J", lambda m: _energy(m, "generation"),
                  lambda m: _get(m, "energy.generation.gross_j"), False))
     rows.append(("Verification energy J", lambda m: _energy(m, "verification"),
@@ -173,23 +187,44 @@ def _rows(result: dict) -> list[Row]:
     return rows
 
 
-def _ratio(values: list[float | None]) -> str:
-    if len(values) < 2 or values[0] in (None, 0) or values[1] is None:
+def _weights_gb(model: dict) -> float | None:
+    """From the memory block, or from weight_bytes in a version 1 file."""
+    gb = _get(model, "memory.weights_gb")
+    return gb if gb is not None else (model["weight_bytes"] / 1e9 if model.get("weight_bytes") else None)
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> str:
+    if denominator in (None, 0) or numerator is None:
         return ""
-    return f"x{values[1] / values[0]:.2f}"
+    return f"x{numerator / denominator:.2f}"
+
+
+def model_names(result: dict) -> list[str]:
+    """The models in display order: base, distilled, teacher, then any other."""
+    return [n for n in MODEL_ORDER if n in result["models"]] + \
+           [n for n in result["models"] if n not in MODEL_ORDER]
+
+
+def ratio_pairs(names: list[str]) -> list[tuple[str, str]]:
+    """(numerator, denominator) of each ratio column: what distilling changed (distilled /
+    base), and what the student costs next to its teacher (distilled, else base, / teacher)."""
+    pairs = [("distilled", "base")] if {"base", "distilled"} <= set(names) else []
+    student = next((n for n in ("distilled", "base") if n in names), None)
+    if "teacher" in names and student:
+        pairs.append((student, "teacher"))
+    return pairs
 
 
 def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) of the comparison: metric, one column per model, ratio."""
-    names = [n for n in MODEL_ORDER if n in result["models"]] + \
-            [n for n in result["models"] if n not in MODEL_ORDER]
-    models = [result["models"][n] for n in names]
-    header = ["Metric", *names] + (["distilled / base"] if len(names) >= 2 else [])
+    """(header, rows) of the comparison: metric, one column per model, the ratios."""
+    names = model_names(result)
+    models = result["models"]
+    pairs = ratio_pairs(names)
+    header = ["Metric", *names] + [f"{a} / {b}" for a, b in pairs]
     out = []
     for label, fmt, val, _ in _rows(result):
-        row = [label, *[fmt(m) for m in models]]
-        if len(names) >= 2:
-            row.append(_ratio([val(models[0]), val(models[1])]))
+        row = [label, *[fmt(models[n]) for n in names]]
+        row += [_ratio(val(models[a]), val(models[b])) for a, b in pairs]
         out.append(row)
     return header, out
 
@@ -280,6 +315,7 @@ CHART_PANELS = [
     ("Joules per solve (lower is better)", "efficiency.joules_per_solve"),
     ("Tokens per joule", "efficiency.tokens_per_joule"),
     ("pass@1 per watt", "efficiency.pass1_per_watt"),
+    ("Peak memory GB (lower is better)", "memory.peak_gb"),
 ]
 
 
@@ -289,12 +325,14 @@ def render_chart(result: dict, path: str | Path) -> Path:
     from matplotlib.figure import Figure
 
     validate_result(result)
-    names = [n for n in MODEL_ORDER if n in result["models"]] + \
-            [n for n in result["models"] if n not in MODEL_ORDER]
+    names = model_names(result)
     colors = ["#8c8c8c", "#2a7ab9", "#d9822b", "#4c9a2a"]
-    fig = Figure(figsize=(12, 6.5), dpi=110)
+    columns = math.ceil(len(CHART_PANELS) / 2)
+    fig = Figure(figsize=(4 * columns, 6.5), dpi=110)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(2, 3)
+    axes = fig.subplots(2, columns)
+    for ax in axes.flat[len(CHART_PANELS):]:
+        ax.set_visible(False)
     for ax, (title, pathkey) in zip(axes.flat, CHART_PANELS):
         ax.set_title(title, fontsize=10)
         values = [_get(result["models"][n], pathkey) for n in names]

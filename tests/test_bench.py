@@ -11,7 +11,7 @@ from mlx_selfdistill.energy import EnergyMeter, EnergyReading, IdleBaseline, Non
 from mlx_selfdistill.errors import UserError
 from mlx_selfdistill.records import Problem, Sample, Verdict
 
-from conftest import make_random_adapter
+from conftest import main_exit, make_random_adapter
 
 # Small enough for the 2-core CI machine; real sampling and sandboxed verification all the same.
 E2E = dict(problems="toy:heldout:4", n=2, trials=2, max_tokens=24, decode_tokens=8, idle_seconds=0.0, workers=2)
@@ -23,6 +23,8 @@ def test_abab_schedule_interleaves_models_trial_by_trial():
     assert bench.abab_schedule(["base", "distilled"], 3) == [
         (0, "base"), (0, "distilled"), (1, "base"), (1, "distilled"), (2, "base"), (2, "distilled")]
     assert bench.abab_schedule(["base"], 2) == [(0, "base"), (1, "base")]
+    assert bench.abab_schedule(["base", "distilled", "teacher"], 2) == [
+        (0, "base"), (0, "distilled"), (0, "teacher"), (1, "base"), (1, "distilled"), (1, "teacher")]
     with pytest.raises(UserError, match="trials"):
         bench.abab_schedule(["base"], 0)
 
@@ -189,6 +191,27 @@ def test_measure_speed_decodes_exactly_the_asked_tokens(tiny):
 
 # -- end to end ---------------------------------------------------------------------------------
 
+def make_deeper_model(path):
+    """A teacher for the tests: the tiny model with its 4 layers repeated (8 layers), in a
+    folder of its own with its own tokenizer files: more weights, different outputs."""
+    import shutil
+
+    import mlx.core as mx
+
+    from mlx_selfdistill.models import DEFAULT_MODEL
+
+    shutil.copytree(DEFAULT_MODEL, path)
+    weights = mx.load(str(path / "model.safetensors"))
+    config = json.loads((path / "config.json").read_text())
+    depth = config["num_hidden_layers"]
+    for name, value in list(weights.items()):
+        if name.startswith("model.layers."):
+            i, rest = name[len("model.layers."):].split(".", 1)
+            weights[f"model.layers.{int(i) + depth}.{rest}"] = value
+    mx.save_safetensors(str(path / "model.safetensors"), weights, metadata={"format": "mlx"})
+    config["num_hidden_layers"] = 2 * depth
+    (path / "config.json").write_text(json.dumps(config))
+    return path
 
 
 def _check_outputs(result, out, labels):
@@ -213,10 +236,15 @@ def _check_outputs(result, out, labels):
         assert m["energy"]["generation"]["status"] == "unavailable"
         assert m["energy"]["verification"]["status"] == "unavailable"
         assert m["efficiency"]["joules_per_solve"] is None and m["efficiency"]["pass1_per_watt"] is None
+        mem = m["memory"]  # MLX counts its allocations on the CPU backend too
+        assert mem["weights_gb"] == pytest.approx(m["weight_bytes"] / 1e9) and mem["working_gb"] > 0
+        assert mem["peak_gb"] == pytest.approx(mem["weights_gb"] + mem["working_gb"])
+        assert mem["process_peak_gb"] >= mem["peak_gb"] * (1 - 1e-9)  # the raw peak also holds the other models
         assert len((out / label / "samples.jsonl").read_text().splitlines()) == 8
         assert len((out / label / "verdicts.jsonl").read_text().splitlines()) == 8
     md = (out / "bench.md").read_text()
     assert "unavailable" in md and "pass@1 per W" in md and "pass@1_per_watt" in md
+    assert "| Peak memory GB |" in md and "| Weights GB |" in md
     assert "Setup: 4 problems from toy:heldout:4, n=2 samples each" in md and "2 interleaved trials" in md
     return saved
 
@@ -238,10 +266,11 @@ def test_bench_cli_without_adapter(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_bench_with_adapter_interleaves_base_and_distilled(tmp_path):
+def test_bench_with_adapter_and_teacher_interleaves_three_models(tmp_path):
     if detect_meter().name != "none":
         pytest.skip("this machine has an energy meter; the test expects none")
     adapter = make_random_adapter(tmp_path / "adapter")
+    teacher = make_deeper_model(tmp_path / "teacher-model")
     events = []
 
     def progress(stage, info):
@@ -249,30 +278,41 @@ def test_bench_with_adapter_interleaves_base_and_distilled(tmp_path):
             events.append((stage, info["where"]))
 
     out = tmp_path / "bench"
-    result = bench.run_bench("tiny", str(adapter), out_dir=out, progress=progress, **E2E)
-    saved = _check_outputs(result, out, ["base", "distilled"])
+    result = bench.run_bench("tiny", str(adapter), teacher=str(teacher), out_dir=out, progress=progress, **E2E)
+    saved = _check_outputs(result, out, ["base", "distilled", "teacher"])
+    assert saved["schema_version"] == report.SCHEMA_VERSION == 2
 
-    # A B A B, each slot finished before the next began
+    # A B C A B C, each slot finished before the next began
     order = [(e["trial"], e["model"]) for e in saved["schedule"]]
-    assert order == [(0, "base"), (0, "distilled"), (1, "base"), (1, "distilled")]
+    assert order == [(0, "base"), (0, "distilled"), (0, "teacher"), (1, "base"), (1, "distilled"), (1, "teacher")]
     ends = [(e["start_s"], e["end_s"]) for e in saved["schedule"]]
     assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(ends, ends[1:]))
     seen = list(dict.fromkeys(where for stage, where in events if stage == "sample"))
-    assert seen == ["base 1/2", "distilled 1/2", "base 2/2", "distilled 2/2"]
+    assert seen == ["base 1/2", "distilled 1/2", "teacher 1/2", "base 2/2", "distilled 2/2", "teacher 2/2"]
 
-    # the distilled model really is base + adapter: same seeds, different completions
+    # the distilled model really is base + adapter, the teacher its own model: same seeds, other completions
     read = lambda label: [json.loads(l)["completion"] for l in (out / label / "samples.jsonl").read_text().splitlines()]
-    assert read("base") != read("distilled")
+    assert read("base") != read("distilled") and read("base") != read("teacher")
     assert saved["config"]["fused_adapter"] is True
     assert saved["models"]["distilled"]["adapter"] == str(adapter)
-    assert saved["models"]["distilled"]["weight_bytes"] == saved["models"]["base"]["weight_bytes"]  # fused
+    base, distilled, taught = (saved["models"][k] for k in ("base", "distilled", "teacher"))
+    assert distilled["weight_bytes"] == base["weight_bytes"]  # fused
+    assert saved["config"]["teacher"] == taught["model"] == str(teacher) and taught["adapter"] is None
+    # twice the layers: about twice the weights, and more memory than the student while it runs
+    assert 1.9 < taught["weight_bytes"] / base["weight_bytes"] < 2.1
+    assert taught["memory"]["peak_gb"] > base["memory"]["peak_gb"]
+    assert taught["speed"]["per_measurement"][0]["prompt_tokens"] > 0
 
-    # the terminal table: both models, a ratio column, the energy line verbatim (no markup eaten)
+    # the terminal table: three models, both ratio columns, the energy line verbatim (no markup eaten)
     console = Console(file=io.StringIO(), width=1000)
     console.print(report.render_table(result))
     text = console.file.getvalue()
-    assert "distilled / base" in text and "Decode tok/s (batch 1)" in text
+    assert "distilled / base" in text and "distilled / teacher" in text and "Decode tok/s (batch 1)" in text
     assert report.energy_summary(result) in " ".join(text.split())
+    header, rows = report.table_rows(saved)
+    assert header == ["Metric", "base", "distilled", "teacher", "distilled / base", "distilled / teacher"]
+    jps = next(r for r in rows if r[0] == "J per solve")
+    assert jps[1:4] == ["unavailable"] * 3  # no meter here: the teacher's cost is unavailable too
 
 
 @pytest.mark.slow
@@ -302,6 +342,27 @@ def test_bench_rejects_bad_options(tmp_path):
         bench.run_bench("tiny", problems="toy:heldout:2", n=0, out_dir=tmp_path)
     with pytest.raises(UserError, match="not an adapter folder"):
         bench.run_bench("tiny", str(tmp_path), problems="toy:heldout:2", idle_seconds=0, out_dir=tmp_path)
+
+
+def test_bench_rejects_a_bad_teacher_before_the_idle_baseline(tmp_path):
+    meter = ScriptedMeter(9.0)
+    for bad, why in ((tmp_path / "missing", "no such folder"), (tmp_path, "not a model folder"),
+                     (tmp_path / "missing.gguf", "missing.gguf")):
+        with pytest.raises(UserError, match=why) as exc:
+            bench.run_bench("tiny", teacher=str(bad), problems="toy:heldout:2", idle_seconds=5.0,
+                            meter=meter, out_dir=tmp_path / "out")
+        assert str(exc.value).startswith("teacher: ")
+    assert meter.windows == []  # failed before the idle baseline was measured
+
+
+def test_bench_cli_bad_teacher_is_a_one_line_error(tmp_path, capsys):
+    code = main_exit(["bench", "--teacher", str(tmp_path / "missing"), "--idle-seconds", "0",
+                      "--out", str(tmp_path / "out")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.strip().startswith("error: teacher: ") and "missing" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
 
 
 def test_bench_cli_bad_adapter_is_a_one_line_error(tmp_path, capsys):

@@ -144,3 +144,32 @@ def test_validate_names_missing_keys():
     del result["idle"]
     with pytest.raises(ValueError, match=r"idle.*models\.base\.speed"):
         report.write_report(result, "/nonexistent/never-written")
+
+
+def test_teacher_column_and_its_ratios(tmp_path):
+    result = make_result(measured=True)
+    teacher = result["models"].pop("distilled")
+    teacher.update(model="teacher-7b", adapter=None, memory={"weights_gb": 4.8, "peak_gb": 6.0,
+                                                             "working_gb": 1.2, "process_peak_gb": 9.0})
+    result["models"]["base"]["memory"] = {"weights_gb": 2.4, "peak_gb": 3.0, "working_gb": 0.6,
+                                          "process_peak_gb": 9.0}
+    result["models"]["teacher"] = teacher
+    header, rows = report.table_rows(result)
+    assert header == ["Metric", "base", "teacher", "base / teacher"]  # no distilled: the base is the student
+    assert next(r for r in rows if r[0] == "Peak memory GB") == ["Peak memory GB", "3.00", "6.00", "x0.50"]
+    assert next(r for r in rows if r[0] == "Weights GB")[1:] == ["2.40", "4.80", "x0.50"]
+    result["models"]["distilled"] = dict(result["models"]["base"], adapter="runs/r1/adapters")
+    assert report.table_rows(result)[0] == ["Metric", "base", "distilled", "teacher",
+                                            "distilled / base", "distilled / teacher"]
+    md = report.write_report(result, tmp_path)["md"].read_text()
+    assert "| Metric | base | distilled | teacher | distilled / base | distilled / teacher |" in md
+
+
+def test_a_version_1_file_still_renders(tmp_path):
+    result = make_result(measured=False)  # built without memory blocks, as version 1 wrote them
+    result["schema_version"] = 1
+    paths = report.write_report(json.loads(json.dumps(result)), tmp_path)
+    md = paths["md"].read_text()
+    peak = next(line for line in md.splitlines() if line.startswith("| Peak memory GB"))
+    assert peak.count("unavailable") == 2
+    assert "| Weights GB | 2.40 | 2.40 | x1.00 |" in md  # from weight_bytes

@@ -1,4 +1,4 @@
-"""`mlx-selfdistill bench`: speed, energy and pass@1 per watt, base vs distilled."""
+"""`mlx-selfdistill bench`: speed, energy, memory and pass@1 per watt, base vs distilled (vs teacher)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from ._progress import StageProgress
 @click.option("--model", default="tiny", show_default=True, help="Model folder, Hugging Face id, GGUF file, ollama:NAME[:TAG], or 'tiny'.")
 @click.option("--adapter", type=click.Path(file_okay=False),
               help="Adapter folder: also bench base+adapter ('distilled'), interleaved with the base.")
+@click.option("--teacher", help="Teacher model (any --model spec): also bench it ('teacher'), in the same "
+                                "interleaved trials, to compare its cost per solve with the student's.")
 @click.option("--problems", "problems_spec", default="toy:heldout:50", show_default=True,
               help="Problem source (toy:heldout:N, humaneval+, mbpp+, a .jsonl path, ...).")
 @click.option("-n", "n", type=int, default=EVAL.n, show_default=True, help="Samples per problem.")
@@ -39,23 +41,21 @@ from ._progress import StageProgress
 @click.option("--out", "out_dir", default="bench_out", show_default=True, type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @unsafe_option
-def bench(model, adapter, problems_spec, n, trials, temperature, top_k, top_p, min_p, max_tokens, decode_tokens,
+def bench(model, adapter, teacher, problems_spec, n, trials, temperature, top_k, top_p, min_p, max_tokens, decode_tokens,
           idle_seconds, seed, workers, timeout_s, no_fuse, raw_prompt, prompt_style, out_dir, as_json,
           unsafe_no_isolation):
-    """Tokens/sec, energy, J per solve and pass@1 per watt of a model and its distilled version,
-    measured in the same run (idle baseline, warm-up, interleaved trials).
+    """Tokens/sec, energy, memory, J per solve and pass@1 per watt of a model, its distilled
+    version and its teacher, measured in the same run (idle baseline, warm-up, interleaved trials).
 
     Writes bench.json, bench.md and bench.png into --out.
     """
-    from ..bench import run_bench
+    from ..bench import check_models, run_bench
     from ..metrics import PASS1_PER_WATT_DEFINITION
     from ..report import render_table, setup_summary
 
-    from ..models import check_adapter
-
-    check_adapter(adapter)  # fail before any progress bar is drawn
+    check_models(model, adapter, teacher)  # fail before any progress bar is drawn
     with StageProgress(enabled=not as_json) as progress:
-        result = run_bench(model, adapter, problems=problems_spec, n=n, trials=trials, out_dir=out_dir,
+        result = run_bench(model, adapter, teacher=teacher, problems=problems_spec, n=n, trials=trials, out_dir=out_dir,
                            temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, max_tokens=max_tokens,
                            seed=seed, idle_seconds=idle_seconds, decode_tokens=decode_tokens, workers=workers,
                            timeout_s=timeout_s, fuse=not no_fuse, raw_prompt=raw_prompt, prompt_style=prompt_style,
