@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+import mlx_selfdistill  # noqa: F401  first: binds MLX to the fast BLAS (Linux) before mlx loads
 import mlx.core as mx
 import numpy as np
 

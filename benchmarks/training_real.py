@@ -332,6 +332,7 @@ def main():
 
 
 if __name__ == "__main__":
+    import mlx_selfdistill  # noqa: F401  first: binds MLX to the fast BLAS before a worker imports mlx
     if len(sys.argv) == 4 and sys.argv[1] == "--worker":
         spec = json.loads(Path(sys.argv[3]).read_text())
         result = {"ours": worker_ours, "mlx_lm": worker_mlx_lm}[sys.argv[2]](spec)
