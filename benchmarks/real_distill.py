@@ -139,7 +139,7 @@ def run_stage(method: str, stage: str, args) -> dict:
         verdicts = r.verify(1, samples) if r.needs_verdicts() else []
         examples, stats = r.filter(1, samples, verdicts)
         result = r.train(1, examples)
-        keep = ("steps", "epochs", "tokens", "tokens_per_sec", "final_loss", "peak_memory_gb", "seconds")
+        keep = ("steps", "epochs", "tokens", "tokens_per_sec", "losses", "final_loss", "peak_memory_gb", "seconds")
         return {"examples": len(examples), "filter": stats, **{k: result[k] for k in keep if k in result}}
     model, adapter = r.student_after(1)
     if stage == "eval_greedy":
@@ -243,6 +243,9 @@ def report(args) -> dict:
         for name in ("sample", "verify", "train"):
             if st.get(name, {}).get("done"):
                 m[name] = st[name]["result"]
+        done_marker = work / "runs" / method / "round_1" / "train_done.json"
+        if "train" in m and done_marker.exists():  # the per-step losses: did training hurt its own data?
+            m["train"]["losses"] = json.loads(done_marker.read_text()).get("losses")
         for ev in ("eval_greedy", "eval_T1.1"):
             if st.get(ev, {}).get("done") and base.get(ev, {}).get("done"):
                 after, before = st[ev]["result"], base[ev]["result"]
