@@ -16,17 +16,17 @@ Every method trains with the same recipe (below), chosen before any result was s
 methods differ only in their data. Nothing here is tuned on the evaluation fold.
 
 Sizes are set by what 2 CPU cores can do (float32, measured here: ~14 generated tokens/s for
-the 0.5B's batched greedy decoding while another job shared the CPU, a third of that for the
-1.5B): n=2 samples per training prompt (n=4 was planned; the first 24 samples drawn under n=4
+the 0.5B's batched greedy decoding while another job shared the CPU; the issue measured a third
+of the 0.5B's rate for the 1.5B): n=2 samples per training prompt (n=4 was planned; the first 24 samples drawn under n=4
 have the same per-(problem, index) seeds and were kept), one epoch of LoRA.
 
 Each stage runs in its own child process, so its wall time and peak RSS (os.wait4) are the
 stage's alone; a stage's record is kept in <work>/<method>/stages.json and a finished stage is
-never redone. Methods are independent: two invocations with different --methods can run at
-once (each uses about one core here).
+never redone. Methods are independent: two invocations with different --methods may run at
+once, but an MLX CPU process keeps ~2 cores busy, so on 2 cores they only halve each other.
 
-    nice python benchmarks/real_distill.py --methods base,self,ssd &   # resumable
-    nice python benchmarks/real_distill.py --methods teacher &
+    python benchmarks/real_distill.py --methods base,self,ssd && \
+        python benchmarks/real_distill.py --methods teacher          # resumable
     python benchmarks/real_distill.py --report       # writes benchmarks/results/real_distill.json
     python benchmarks/real_distill.py --limit 2 --work /tmp/rd --student SMALL.gguf --teacher SMALL.gguf  # smoke
 """
