@@ -41,6 +41,8 @@ import sys
 import time
 from pathlib import Path
 
+from mlx_selfdistill.jsonl import write_json_atomic  # first package import: binds the BLAS before mlx
+
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "results" / "real_distill"
 MODELS = Path(os.environ.get("MLX_SELFDISTILL_TEST_MODELS") or Path.home() / ".cache" / "mlx-selfdistill" / "models")
@@ -197,18 +199,12 @@ def run_method(method: str, args, only=None) -> None:
         entry.setdefault("loadavg_before", []).append(round(load_before, 2))
         if os.waitstatus_to_exitcode(status) != 0 or not out.exists():
             record[stage] = entry
-            _write(path, record)
+            write_json_atomic(path, record)
             raise SystemExit(f"{method}: stage {stage} failed (exit {os.waitstatus_to_exitcode(status)})")
         entry.update(done=True, result=json.loads(out.read_text()))
         record[stage] = entry
-        _write(path, record)
+        write_json_atomic(path, record)
         _log(f"{method}: {stage} done in {entry['seconds']:.0f}s, peak RSS {entry['peak_rss_mb']:.0f} MB")
-
-
-def _write(path: Path, obj) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    tmp.replace(path)
 
 
 # -- the report -----------------------------------------------------------------------------------
@@ -255,7 +251,7 @@ def report(args) -> dict:
                          "delta_pass_at_1": round(after["pass_at_1"] - before["pass_at_1"], 4),
                          "flipped_to_pass": gained, "flipped_to_fail": lost}
         out["methods"][method] = m
-    _write(Path(args.work).with_suffix(".json"), out)
+    write_json_atomic(Path(args.work).with_suffix(".json"), out)
     return out
 
 
@@ -299,12 +295,9 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if args.train_fold != "even" and args.work == str(WORK):
         args.work = str(WORK) + f"_train_{args.train_fold}"
-    sys.path.insert(0, str(HERE.parent))
-    import mlx_selfdistill  # noqa: F401  (binds the BLAS before mlx loads)
-
     if args.child:
         result = run_stage(*args.child, args)
-        _write(Path(args.out), result)
+        write_json_atomic(Path(args.out), result)
         return
     if not args.report:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
