@@ -55,6 +55,9 @@ GREEDY = {"n": 1, "temperature": 0.0, "top_k": 0, "top_p": 1.0, "max_tokens": MA
 SSD_EVAL = {"n": 1, "temperature": 1.1, "top_k": 20, "top_p": 0.8, "max_tokens": MAX_TOKENS, "seed": 0}
 TESTED_SAMPLING = {"n": 2, "temperature": 0.8, "top_p": 0.95, "max_tokens": MAX_TOKENS, "seed": 0}
 SSD_SAMPLING = {"n": 1, "temperature": 1.6, "top_k": 20, "top_p": 0.8, "max_tokens": MAX_TOKENS, "seed": 0}
+# One per-candidate test timeout for every evaluation, base and distilled alike (the first base
+# evaluations ran with 10 s against the runs' 5 s; their verdicts were redone with this one).
+TEST_TIMEOUT_S = 5.0
 METHODS = ("base", "self", "teacher", "ssd")
 
 
@@ -103,7 +106,7 @@ def run_config(method: str, args):
     return RunConfig(name=method, method="ssd" if method == "ssd" else "rft", model=args.student,
                      teacher=args.teacher if method == "teacher" else None, problems=train_spec,
                      sample=dict(sampling), train=dict(TRAIN),
-                     eval={"problems": test_spec, **GREEDY}, evaluate_base=False,
+                     eval={"problems": test_spec, **GREEDY}, evaluate_base=False, timeout_s=TEST_TIMEOUT_S,
                      description=f"real_distill.py {method}, train fold {args.train_fold}")
 
 
@@ -125,7 +128,7 @@ def run_stage(method: str, stage: str, args) -> dict:
         _, test_spec = fold_specs(args)
         decoding = GREEDY if stage == "eval_greedy" else SSD_EVAL
         res = evaluate_model(args.student, load_problems(test_spec), work_dir=work / "base" / stage,
-                             timeout_s=10.0, **decoding)
+                             timeout_s=TEST_TIMEOUT_S, **decoding)
         return _eval_summary(res, work / "base" / stage)
     r = Run(run_config(method, args), work / "runs")
     rd = r.round_dir(1)
@@ -149,7 +152,7 @@ def run_stage(method: str, stage: str, args) -> dict:
         return _eval_summary(res, r.dir / "round_1" / "eval")
     if stage == "eval_T1.1":
         res = evaluate_model(model, r.problems(r.config.eval.problems), adapter=adapter,
-                             work_dir=rd / "eval_T1.1", timeout_s=r.config.timeout_s, **SSD_EVAL)
+                             work_dir=rd / "eval_T1.1", timeout_s=TEST_TIMEOUT_S, **SSD_EVAL)
         return _eval_summary(res, rd / "eval_T1.1")
     raise SystemExit(f"unknown stage {stage!r}")
 
@@ -221,7 +224,7 @@ def report(args) -> dict:
     def with_interval(res):
         lo, hi = wilson_interval(res["passed"], res["total"])
         return {k: v for k, v in res.items() if k not in ("passed_ids", "eval_dir")} | \
-            {"ci95": [round(lo, 3), round(hi, 3)]}
+            {"ci95": [round(lo, 3), round(hi, 3)], "timeouts": _timeouts(work, Path(res["eval_dir"]))}
 
     base = stages("base")
     out = {"student": args.student, "teacher": args.teacher, "train_fold": args.train_fold,
@@ -230,6 +233,11 @@ def report(args) -> dict:
            "eval": {"greedy": GREEDY, "T1.1": SSD_EVAL}, "machine": _machine(),
            "base": {k: with_interval(v["result"]) for k, v in base.items() if v.get("done")},
            "methods": {}}
+    for k, v in base.items():  # an earlier verdict set of the same samples, kept beside the one used
+        if v.get("done") and "superseded_timeout_10s" in v:
+            old = v["superseded_timeout_10s"]["result"]
+            out["base"][k]["with_timeout_10s"] = {"passed": old["passed"], "total": old["total"],
+                                                 "same_passed_ids": old["passed_ids"] == v["result"]["passed_ids"]}
     for method in ("self", "teacher", "ssd"):
         st = stages(method)
         if not st:
@@ -253,6 +261,16 @@ def report(args) -> dict:
         out["methods"][method] = m
     write_json_atomic(Path(args.work).with_suffix(".json"), out)
     return out
+
+
+def _timeouts(work: Path, eval_dir: Path):
+    """Candidates stopped by the test timeout (None where the verdicts are not found)."""
+    if not eval_dir.exists() and work.name in eval_dir.parts:  # recorded in another checkout
+        eval_dir = work.joinpath(*eval_dir.parts[eval_dir.parts.index(work.name) + 1:])
+    path = eval_dir / "verdicts.jsonl"
+    if not path.exists():
+        return None
+    return sum(json.loads(line)["status"] == "timeout" for line in path.read_text().splitlines() if line.strip())
 
 
 def _machine() -> dict:
