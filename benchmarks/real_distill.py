@@ -11,6 +11,8 @@ decoding. Methods:
   ssd      Simple Self-Distillation as published: one sample at T=1.6, top_k 20, top_p 0.8,
            no tests; evaluated greedily and at the paper's evaluation temperature (T=1.1,
            top_k 20, top_p 0.8) - the base model too
+  self_lr  self-distillation again, at the learning rate picked on the training fold's own two
+           halves (train on one, evaluate on the other; see lr_selection_stage)
 
 Every method trains with the same recipe (below), chosen before any result was seen, so the
 methods differ only in their data. Nothing here is tuned on the evaluation fold.
@@ -58,7 +60,8 @@ SSD_SAMPLING = {"n": 1, "temperature": 1.6, "top_k": 20, "top_p": 0.8, "max_toke
 # One per-candidate test timeout for every evaluation, base and distilled alike (the first base
 # evaluations ran with 10 s against the runs' 5 s; their verdicts were redone with this one).
 TEST_TIMEOUT_S = 5.0
-METHODS = ("base", "self", "teacher", "ssd")
+METHODS = ("base", "self", "teacher", "ssd", "self_lr")
+LR_CANDIDATES = (1e-4, 1e-5)  # the recipe's rate and mlx_lm's default, picked on the training fold
 
 
 def _log(text: str) -> None:
@@ -80,14 +83,21 @@ def write_folds(work: Path, limit: int | None = None) -> dict[str, str]:
     rows = [json.loads(line) for line in gzip.open(source, "rt") if line.strip()]
     paths = {}
     for fold, parity in (("even", 0), ("odd", 1)):
-        path = work / "folds" / (f"{fold}.jsonl" if limit is None else f"{fold}-first{limit}.jsonl")
-        keep = [r for r in rows if int(r["task_id"].split("/")[1]) % 2 == parity][:limit]
-        text = "".join(json.dumps(r) + "\n" for r in keep)
-        if not path.exists() or path.read_text() != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-        paths[fold] = f"humaneval:{path}"
+        keep = [r for r in rows if _task_number(r["task_id"]) % 2 == parity][:limit]
+        # Each fold's two halves (alternate problems) for picking the learning rate inside it.
+        halves = {"fit": [r for i, r in enumerate(keep) if i % 2 == 0], "val": [r for i, r in enumerate(keep) if i % 2]}
+        for name, subset in ((fold, keep), (f"{fold}_fit", halves["fit"]), (f"{fold}_val", halves["val"])):
+            path = work / "folds" / (f"{name}.jsonl" if limit is None else f"{name}-first{limit}.jsonl")
+            text = "".join(json.dumps(r) + "\n" for r in subset)
+            if not path.exists() or path.read_text() != text:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+            paths[name] = f"humaneval:{path}"
     return paths
+
+
+def _task_number(task_id: str) -> int:
+    return int(task_id.split("/")[1])
 
 
 def fold_specs(args) -> tuple[str, str]:
@@ -98,21 +108,27 @@ def fold_specs(args) -> tuple[str, str]:
 
 # -- the runs ----------------------------------------------------------------------------------
 
-def run_config(method: str, args):
+def run_config(method: str, args, *, name: str | None = None, specs: tuple[str, str] | None = None,
+               lr: float | None = None):
+    """The method's run; `name`, `specs` (train, eval problems) and `lr` change it for the
+    learning-rate selection, which trains the self method on half the training fold."""
     from mlx_selfdistill.config import RunConfig
 
-    train_spec, test_spec = fold_specs(args)
+    train_spec, test_spec = specs or fold_specs(args)
     sampling = SSD_SAMPLING if method == "ssd" else TESTED_SAMPLING
-    return RunConfig(name=method, method="ssd" if method == "ssd" else "rft", model=args.student,
+    return RunConfig(name=name or method, method="ssd" if method == "ssd" else "rft", model=args.student,
                      teacher=args.teacher if method == "teacher" else None, problems=train_spec,
-                     sample=dict(sampling), train=dict(TRAIN),
+                     sample=dict(sampling), train=TRAIN | ({"lr": lr} if lr is not None else {}),
                      eval={"problems": test_spec, **GREEDY}, evaluate_base=False, timeout_s=TEST_TIMEOUT_S,
-                     description=f"real_distill.py {method}, train fold {args.train_fold}")
+                     description=f"real_distill.py {name or method}, train fold {args.train_fold}")
 
 
 def stages_of(method: str) -> list[str]:
     if method == "base":
         return ["eval_greedy", "eval_T1.1"]
+    if method == "self_lr":
+        return ["val_base"] + [f"val_{step}_lr{lr:g}" for lr in LR_CANDIDATES for step in ("train", "eval")] + \
+            ["select", "train", "eval_greedy"]
     return ["sample"] + (["verify"] if method != "ssd" else []) + ["train", "eval_greedy"] + \
         (["eval_T1.1"] if method == "ssd" else [])
 
@@ -124,6 +140,8 @@ def run_stage(method: str, stage: str, args) -> dict:
     from mlx_selfdistill.problems import load_problems
 
     work = Path(args.work)
+    if method == "self_lr":
+        return lr_selection_stage(stage, args)
     if method == "base":
         _, test_spec = fold_specs(args)
         decoding = GREEDY if stage == "eval_greedy" else SSD_EVAL
@@ -140,12 +158,7 @@ def run_stage(method: str, stage: str, args) -> dict:
         return {"verdicts": len(verdicts), "passed": sum(v.passed for v in verdicts),
                 "problems_with_a_pass": len({v.problem_id for v in verdicts if v.passed})}
     if stage == "train":
-        samples = r.sample(1)
-        verdicts = r.verify(1, samples) if r.needs_verdicts() else []
-        examples, stats = r.filter(1, samples, verdicts)
-        result = r.train(1, examples)
-        keep = ("steps", "epochs", "tokens", "tokens_per_sec", "losses", "final_loss", "peak_memory_gb", "seconds")
-        return {"examples": len(examples), "filter": stats, **{k: result[k] for k in keep if k in result}}
+        return _train_stage(r)
     model, adapter = r.student_after(1)
     if stage == "eval_greedy":
         res = r.evaluate("round_1", model, adapter)
@@ -155,6 +168,79 @@ def run_stage(method: str, stage: str, args) -> dict:
                              work_dir=rd / "eval_T1.1", timeout_s=TEST_TIMEOUT_S, **SSD_EVAL)
         return _eval_summary(res, rd / "eval_T1.1")
     raise SystemExit(f"unknown stage {stage!r}")
+
+
+# -- the learning rate, picked inside the training fold ------------------------------------------
+#
+# The self method's recipe (lr 1e-4) was fixed before any result. Its loss on the test fold is
+# not a reason to try other rates there; instead the training fold is halved: each candidate
+# rate trains on the self method's own samples of one half (`fit`) and is evaluated greedily on
+# the other (`val`), the base model too. The best rate (ties: the smaller) then trains on the
+# whole training fold and is evaluated once on the test fold, beside the 1e-4 result.
+
+def lr_selection_stage(stage: str, args) -> dict:
+    from mlx_selfdistill.evaluation import evaluate_model
+    from mlx_selfdistill.loop import Run
+    from mlx_selfdistill.problems import load_problems
+
+    work = Path(args.work)
+    folds = write_folds(work, args.limit)
+    fit, val = folds[f"{args.train_fold}_fit"], folds[f"{args.train_fold}_val"]
+    if stage == "val_base":
+        res = evaluate_model(args.student, load_problems(val), work_dir=work / "self_lr" / "val_base",
+                             timeout_s=TEST_TIMEOUT_S, **GREEDY)
+        return _eval_summary(res, work / "self_lr" / "val_base")
+    if stage.startswith("val_"):
+        step, lr = stage[len("val_"):].split("_lr")
+        r = Run(run_config("self", args, name=f"self_fit_lr{lr}", specs=(fit, val), lr=float(lr)), work / "runs")
+        if step == "train":
+            return {"lr": float(lr), **_train_stage(r, seed_from=work / "runs" / "self")}
+        model, adapter = r.student_after(1)
+        return {"lr": float(lr), **_eval_summary(r.evaluate("round_1", model, adapter), r.dir / "round_1" / "eval")}
+    if stage == "select":
+        record = json.loads((work / "self_lr" / "stages.json").read_text())
+        scores = {lr: record[f"val_eval_lr{lr:g}"]["result"]["passed"] for lr in LR_CANDIDATES}
+        best = max(scores.values())
+        return {"val_passed": {f"{lr:g}": n for lr, n in scores.items()},
+                "val_base_passed": record["val_base"]["result"]["passed"],
+                "chosen_lr": min(lr for lr, n in scores.items() if n == best)}
+    chosen = json.loads((work / "self_lr" / "stages.json").read_text())["select"]["result"]["chosen_lr"]
+    # The recipe's own rate is the self run itself, already done: resuming it finds every stage finished.
+    name = "self" if chosen == TRAIN["lr"] else f"self_lr{chosen:g}"
+    r = Run(run_config("self", args, name=name, lr=chosen), work / "runs")
+    if stage == "train":
+        return {"lr": chosen, **_train_stage(r, seed_from=work / "runs" / "self")}
+    if stage == "eval_greedy":
+        model, adapter = r.student_after(1)
+        return {"lr": chosen, **_eval_summary(r.evaluate("round_1", model, adapter), r.dir / "round_1" / "eval")}
+    raise SystemExit(f"unknown stage {stage!r}")
+
+
+def _train_stage(r, seed_from: Path | None = None) -> dict:
+    """Sample (or resume), verify, filter and train one run; returns the training summary."""
+    if seed_from is not None:
+        _seed_samples(seed_from / "round_1", r.round_dir(1), {p.id for p in r.problems(r.config.problems)})
+    samples = r.sample(1)
+    verdicts = r.verify(1, samples) if r.needs_verdicts() else []
+    examples, stats = r.filter(1, samples, verdicts)
+    result = r.train(1, examples)
+    keep = ("steps", "epochs", "tokens", "tokens_per_sec", "losses", "final_loss", "peak_memory_gb", "seconds")
+    return {"run": r.config.name, "examples": len(examples), "filter": stats,
+            **{k: result[k] for k in keep if k in result}}
+
+
+def _seed_samples(source: Path, dest: Path, problem_ids: set[str]) -> None:
+    """Start a run from another run's samples and verdicts of the same problems. Sampling is a
+    function of (seed, problem, index) alone, so this is what sampling them again would give;
+    it saves the CPU time. A run that already has its own files keeps them."""
+    from mlx_selfdistill.jsonl import read_jsonl, write_jsonl_atomic
+
+    for name in ("samples.jsonl", "verdicts.jsonl"):
+        src, dst = source / name, dest / name
+        if dst.exists() or not src.exists():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        write_jsonl_atomic(dst, [row for row in read_jsonl(src) if row["problem_id"] in problem_ids])
 
 
 def _sample_stats(samples) -> dict:
@@ -238,7 +324,7 @@ def report(args) -> dict:
             old = v["superseded_timeout_10s"]["result"]
             out["base"][k]["with_timeout_10s"] = {"passed": old["passed"], "total": old["total"],
                                                  "same_passed_ids": old["passed_ids"] == v["result"]["passed_ids"]}
-    for method in ("self", "teacher", "ssd"):
+    for method in ("self", "teacher", "ssd", "self_lr"):
         st = stages(method)
         if not st:
             continue
@@ -247,7 +333,8 @@ def report(args) -> dict:
         for name in ("sample", "verify", "train"):
             if st.get(name, {}).get("done"):
                 m[name] = st[name]["result"]
-        done_marker = work / "runs" / method / "round_1" / "train_done.json"
+        run_name = m.get("train", {}).get("run", method)
+        done_marker = work / "runs" / run_name / "round_1" / "train_done.json"
         if "train" in m and done_marker.exists():  # the per-step losses: did training hurt its own data?
             m["train"]["losses"] = json.loads(done_marker.read_text()).get("losses")
         for ev in ("eval_greedy", "eval_T1.1"):
@@ -258,8 +345,24 @@ def report(args) -> dict:
                 m[ev] = {"base": with_interval(before), "distilled": with_interval(after),
                          "delta_pass_at_1": round(after["pass_at_1"] - before["pass_at_1"], 4),
                          "flipped_to_pass": gained, "flipped_to_fail": lost}
+        if method == "self_lr":
+            m["selection"] = lr_selection_report(st, with_interval)
         out["methods"][method] = m
     write_json_atomic(Path(args.work).with_suffix(".json"), out)
+    return out
+
+
+def lr_selection_report(st: dict, with_interval) -> dict:
+    """The validation half's results per candidate rate, and the rate chosen."""
+    out = {"candidates": list(LR_CANDIDATES), "rule": "most passed on the validation half; ties: the smaller rate"}
+    if st.get("val_base", {}).get("done"):
+        out["val_base"] = with_interval(st["val_base"]["result"])
+    for lr in LR_CANDIDATES:
+        train, ev = st.get(f"val_train_lr{lr:g}", {}), st.get(f"val_eval_lr{lr:g}", {})
+        if train.get("done") and ev.get("done"):
+            out[f"lr{lr:g}"] = {"train": train["result"], "val": with_interval(ev["result"])}
+    if st.get("select", {}).get("done"):
+        out["chosen_lr"] = st["select"]["result"]["chosen_lr"]
     return out
 
 
@@ -301,7 +404,7 @@ def print_table(out: dict) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--methods", default="base,self,ssd,teacher", help=f"comma-separated, from {', '.join(METHODS)}")
+    p.add_argument("--methods", default="base,self,ssd,teacher,self_lr", help=f"comma-separated, from {', '.join(METHODS)}")
     p.add_argument("--train-fold", choices=("even", "odd"), default="even")
     p.add_argument("--student", default=STUDENT)
     p.add_argument("--teacher", default=TEACHER)
