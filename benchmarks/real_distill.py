@@ -161,8 +161,7 @@ def run_stage(method: str, stage: str, args) -> dict:
         return _train_stage(r)
     model, adapter = r.student_after(1)
     if stage == "eval_greedy":
-        res = r.evaluate("round_1", model, adapter)
-        return _eval_summary(res, r.dir / "round_1" / "eval")
+        return _greedy_eval(r)
     if stage == "eval_T1.1":
         res = evaluate_model(model, r.problems(r.config.eval.problems), adapter=adapter,
                              work_dir=rd / "eval_T1.1", timeout_s=TEST_TIMEOUT_S, **SSD_EVAL)
@@ -195,8 +194,7 @@ def lr_selection_stage(stage: str, args) -> dict:
         r = Run(run_config("self", args, name=f"self_fit_lr{lr}", specs=(fit, val), lr=float(lr)), work / "runs")
         if step == "train":
             return {"lr": float(lr), **_train_stage(r, seed_from=work / "runs" / "self")}
-        model, adapter = r.student_after(1)
-        return {"lr": float(lr), **_eval_summary(r.evaluate("round_1", model, adapter), r.dir / "round_1" / "eval")}
+        return {"lr": float(lr), **_greedy_eval(r)}
     if stage == "select":
         record = json.loads((work / "self_lr" / "stages.json").read_text())
         scores = {lr: record[f"val_eval_lr{lr:g}"]["result"]["passed"] for lr in LR_CANDIDATES}
@@ -211,9 +209,14 @@ def lr_selection_stage(stage: str, args) -> dict:
     if stage == "train":
         return {"lr": chosen, **_train_stage(r, seed_from=work / "runs" / "self")}
     if stage == "eval_greedy":
-        model, adapter = r.student_after(1)
-        return {"lr": chosen, **_eval_summary(r.evaluate("round_1", model, adapter), r.dir / "round_1" / "eval")}
+        return {"lr": chosen, **_greedy_eval(r)}
     raise SystemExit(f"unknown stage {stage!r}")
+
+
+def _greedy_eval(r) -> dict:
+    """The run's own evaluation (greedy, on its eval problems) of the round-1 student."""
+    model, adapter = r.student_after(1)
+    return _eval_summary(r.evaluate("round_1", model, adapter), r.dir / "round_1" / "eval")
 
 
 def _train_stage(r, seed_from: Path | None = None) -> dict:
