@@ -15,7 +15,9 @@ decoding. Methods:
            halves (train on one, evaluate on the other; see lr_selection_stage)
 
 Every method trains with the same recipe (below), chosen before any result was seen, so the
-methods differ only in their data. Nothing here is tuned on the evaluation fold.
+methods differ only in their data. Nothing here is tuned on the evaluation fold. The teacher's
+and SSD's data are trained a second time at the rate self_lr picked on the training fold
+(stages train_chosen_lr / eval_greedy_chosen_lr, runs named <method>_lr<rate>).
 
 Sizes are set by what 2 CPU cores can do (float32, measured here: ~14 generated tokens/s for
 the 0.5B's batched greedy decoding while another job shared the CPU; the issue measured a third
@@ -62,6 +64,7 @@ SSD_SAMPLING = {"n": 1, "temperature": 1.6, "top_k": 20, "top_p": 0.8, "max_toke
 TEST_TIMEOUT_S = 5.0
 METHODS = ("base", "self", "teacher", "ssd", "self_lr")
 LR_CANDIDATES = (1e-4, 1e-5)  # the recipe's rate and mlx_lm's default, picked on the training fold
+CHOSEN_LR_STAGES = ("train_chosen_lr", "eval_greedy_chosen_lr")
 
 
 def _log(text: str) -> None:
@@ -129,8 +132,13 @@ def stages_of(method: str) -> list[str]:
     if method == "self_lr":
         return ["val_base"] + [f"val_{step}_lr{lr:g}" for lr in LR_CANDIDATES for step in ("train", "eval")] + \
             ["select", "train", "eval_greedy"]
-    return ["sample"] + (["verify"] if method != "ssd" else []) + ["train", "eval_greedy"] + \
-        (["eval_T1.1"] if method == "ssd" else [])
+    # The teacher and SSD data are trained twice: at the recipe's rate (the fixed protocol) and at
+    # the rate self_lr picked on the training fold; the teacher's picked-rate run goes first.
+    sample = ["sample"] + (["verify"] if method != "ssd" else [])
+    recipe = ["train", "eval_greedy"] + (["eval_T1.1"] if method == "ssd" else [])
+    if method == "teacher":
+        return sample + list(CHOSEN_LR_STAGES) + recipe
+    return sample + recipe + (list(CHOSEN_LR_STAGES) if method == "ssd" else [])
 
 
 def run_stage(method: str, stage: str, args) -> dict:
@@ -148,6 +156,12 @@ def run_stage(method: str, stage: str, args) -> dict:
         res = evaluate_model(args.student, load_problems(test_spec), work_dir=work / "base" / stage,
                              timeout_s=TEST_TIMEOUT_S, **decoding)
         return _eval_summary(res, work / "base" / stage)
+    if stage in CHOSEN_LR_STAGES:
+        lr = chosen_lr(work)
+        r = Run(run_config(method, args, name=f"{method}_lr{lr:g}", lr=lr), work / "runs")
+        if stage == "train_chosen_lr":
+            return {"lr": lr, **_train_stage(r, seed_from=work / "runs" / method)}
+        return {"lr": lr, **_greedy_eval(r)}
     r = Run(run_config(method, args), work / "runs")
     rd = r.round_dir(1)
     if stage == "sample":
@@ -202,7 +216,7 @@ def lr_selection_stage(stage: str, args) -> dict:
         return {"val_passed": {f"{lr:g}": n for lr, n in scores.items()},
                 "val_base_passed": record["val_base"]["result"]["passed"],
                 "chosen_lr": min(lr for lr, n in scores.items() if n == best)}
-    chosen = json.loads((work / "self_lr" / "stages.json").read_text())["select"]["result"]["chosen_lr"]
+    chosen = chosen_lr(work)
     # The recipe's own rate is the self run itself, already done: resuming it finds every stage finished.
     name = "self" if chosen == TRAIN["lr"] else f"self_lr{chosen:g}"
     r = Run(run_config("self", args, name=name, lr=chosen), work / "runs")
@@ -211,6 +225,15 @@ def lr_selection_stage(stage: str, args) -> dict:
     if stage == "eval_greedy":
         return {"lr": chosen, **_greedy_eval(r)}
     raise SystemExit(f"unknown stage {stage!r}")
+
+
+def chosen_lr(work: Path) -> float:
+    """The rate self_lr picked on the training fold (its `select` stage must have run)."""
+    path = work / "self_lr" / "stages.json"
+    select = json.loads(path.read_text()).get("select", {}) if path.exists() else {}
+    if not select.get("done"):
+        raise SystemExit("no learning rate picked yet: run --methods self_lr first")
+    return select["result"]["chosen_lr"]
 
 
 def _greedy_eval(r) -> dict:
@@ -333,26 +356,31 @@ def report(args) -> dict:
             continue
         m = {"stages": {k: {kk: vv for kk, vv in v.items() if kk != "result"} for k, v in st.items()},
              "complete": all(st.get(s, {}).get("done") for s in stages_of(method))}
-        for name in ("sample", "verify", "train"):
+        for name in ("sample", "verify", "train", "train_chosen_lr"):
             if st.get(name, {}).get("done"):
                 m[name] = st[name]["result"]
-        run_name = m.get("train", {}).get("run", method)
-        done_marker = work / "runs" / run_name / "round_1" / "train_done.json"
-        if "train" in m and done_marker.exists():  # the per-step losses: did training hurt its own data?
-            m["train"]["losses"] = json.loads(done_marker.read_text()).get("losses")
-        for ev in ("eval_greedy", "eval_T1.1"):
-            if st.get(ev, {}).get("done") and base.get(ev, {}).get("done"):
-                after, before = st[ev]["result"], base[ev]["result"]
-                gained = sorted(set(after["passed_ids"]) - set(before["passed_ids"]))
-                lost = sorted(set(before["passed_ids"]) - set(after["passed_ids"]))
-                m[ev] = {"base": with_interval(before), "distilled": with_interval(after),
-                         "delta_pass_at_1": round(after["pass_at_1"] - before["pass_at_1"], 4),
-                         "flipped_to_pass": gained, "flipped_to_fail": lost}
+        for name in ("train", "train_chosen_lr"):
+            run_name = m.get(name, {}).get("run", method)
+            done_marker = work / "runs" / run_name / "round_1" / "train_done.json"
+            if name in m and done_marker.exists():  # the per-step losses: did training hurt its own data?
+                m[name]["losses"] = json.loads(done_marker.read_text()).get("losses")
+        for ev in ("eval_greedy", "eval_T1.1", "eval_greedy_chosen_lr"):
+            base_ev = "eval_greedy" if ev == "eval_greedy_chosen_lr" else ev
+            if st.get(ev, {}).get("done") and base.get(base_ev, {}).get("done"):
+                m[ev] = paired(base[base_ev]["result"], st[ev]["result"], with_interval)
         if method == "self_lr":
             m["selection"] = lr_selection_report(st, with_interval)
         out["methods"][method] = m
     write_json_atomic(Path(args.work).with_suffix(".json"), out)
     return out
+
+
+def paired(before: dict, after: dict, with_interval) -> dict:
+    """Base and distilled results of one evaluation, with the problems that flipped each way."""
+    return {"base": with_interval(before), "distilled": with_interval(after),
+            "delta_pass_at_1": round(after["pass_at_1"] - before["pass_at_1"], 4),
+            "flipped_to_pass": sorted(set(after["passed_ids"]) - set(before["passed_ids"])),
+            "flipped_to_fail": sorted(set(before["passed_ids"]) - set(after["passed_ids"]))}
 
 
 def lr_selection_report(st: dict, with_interval) -> dict:
@@ -390,14 +418,15 @@ def _machine() -> dict:
 
 def print_table(out: dict) -> None:
     print(f"\nstudent {Path(out['student']).name}, train fold {out['train_fold']}, test fold {out['test_fold']}")
-    print(f"{'method':8} {'eval':10} {'base':>16} {'distilled':>16} {'+/-':>5} {'EOS b->a':>12} {'tokens b->a':>12}")
+    print(f"{'method':8} {'eval':12} {'base':>16} {'distilled':>16} {'+/-':>5} {'EOS b->a':>12} {'tokens b->a':>12}")
     for method, m in out["methods"].items():
-        for ev in ("eval_greedy", "eval_T1.1"):
+        for ev in ("eval_greedy", "eval_T1.1", "eval_greedy_chosen_lr"):
             if ev not in m:
                 continue
             e = m[ev]
             b, d = e["base"], e["distilled"]
-            print(f"{method:8} {ev[5:]:10} {b['pass_at_1']:.3f} {b['passed']:>3}/{b['total']:<3}    "
+            label = f"greedy@{m['train_chosen_lr']['lr']:g}" if ev == "eval_greedy_chosen_lr" else ev[5:]
+            print(f"{method:8} {label:12} {b['pass_at_1']:.3f} {b['passed']:>3}/{b['total']:<3}    "
                   f"{d['pass_at_1']:.3f} {d['passed']:>3}/{d['total']:<3}    "
                   f"+{len(e['flipped_to_pass'])}/-{len(e['flipped_to_fail'])} "
                   f"{b['eos_stop_rate']:.2f}->{d['eos_stop_rate']:.2f} {b['mean_tokens']:>5.0f}->{d['mean_tokens']:<5.0f}")
