@@ -399,20 +399,21 @@ class Worker:
         files, size, todo = 0, 0, [self.box]
         while todo:
             try:
-                entries = list(os.scandir(todo.pop()))
+                entries = os.scandir(todo.pop())
             except OSError:
                 continue
-            for entry in entries:
-                files += 1
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                size += st.st_blocks * 512
-                if files > self.disk_files or size > self.disk_bytes:
-                    return True
-                if stat.S_ISDIR(st.st_mode):
-                    todo.append(entry.path)
+            with entries:  # read lazily: one huge directory stops at the bound too
+                for entry in entries:
+                    files += 1
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    size += st.st_blocks * 512
+                    if files > self.disk_files or size > self.disk_bytes:
+                        return True
+                    if stat.S_ISDIR(st.st_mode):
+                        todo.append(entry.path)
         return False
 
     def sweep(self) -> int:
