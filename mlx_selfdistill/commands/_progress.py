@@ -13,7 +13,12 @@ from ._common import console
 
 
 class StageProgress:
-    def __init__(self, enabled: bool = True):
+    """Bars on stderr. `json_stdout`: stdout carries the JSON result, so the bars are drawn only
+    where stderr is a terminal (a long `bench --json` in a shell still shows its progress; a
+    pipe or a captured stderr gets nothing)."""
+
+    def __init__(self, enabled: bool = True, json_stdout: bool = False):
+        enabled = enabled and (not json_stdout or console.is_terminal)
         self.enabled = enabled
         self.bars = Progress(SpinnerColumn(), TextColumn("{task.description:<22}"), BarColumn(),
                              MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[text]}"),

@@ -54,7 +54,7 @@ def bench(model, adapter, teacher, problems_spec, n, trials, temperature, top_k,
     from ..report import render_table, setup_summary
 
     check_models(model, adapter, teacher)  # fail before any progress bar is drawn
-    with StageProgress(enabled=not as_json) as progress:
+    with StageProgress(json_stdout=as_json) as progress:
         result = run_bench(model, adapter, teacher=teacher, problems=problems_spec, n=n, trials=trials, out_dir=out_dir,
                            temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, max_tokens=max_tokens,
                            seed=seed, idle_seconds=idle_seconds, decode_tokens=decode_tokens, workers=workers,

@@ -20,7 +20,7 @@ from ._progress import StageProgress
 def demo(runs_dir, methods, fresh, as_json, unsafe_no_isolation):
     """Distil the embedded tiny model on the toy world; compare held-out pass@1 to the base."""
     methods = tuple(methods) or ("rft", "ssd")
-    with StageProgress(enabled=not as_json) as progress:
+    with StageProgress(json_stdout=as_json) as progress:
         result = run_demo(runs_dir, methods=methods, fresh=fresh, progress=progress,
                           overrides={"unsafe_no_isolation": True} if unsafe_no_isolation else None)
     if as_json:

@@ -48,7 +48,7 @@ def eval_cmd(model, adapter, problems_spec, n, ks, temperature, top_k, top_p, mi
         n = 1 if temperature == 0 else EVAL.n
     if n < 1 or any(k < 1 or k > n for k in k_values):
         raise click.BadParameter(f"need n >= 1 and every k in 1..n (n={n}, k={ks})")
-    with StageProgress(enabled=not as_json) as progress:
+    with StageProgress(json_stdout=as_json) as progress:
         results = compare_models(model, adapter, problems_spec, out_dir, sweep=_floats(sweep), progress=progress,
                                   n=n, ks=k_values, temperature=temperature, top_k=top_k, top_p=top_p,
                                   min_p=min_p, max_tokens=max_tokens, seed=seed, workers=workers,

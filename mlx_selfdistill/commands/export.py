@@ -24,7 +24,7 @@ def export(model_spec, adapter_path, gguf_path, out_type, name, as_json):
     """Export a model (+ adapter) to one GGUF file, with its tokenizer and chat template."""
     from ..export import export_gguf
 
-    with StageProgress(enabled=not as_json) as progress:
+    with StageProgress(json_stdout=as_json) as progress:
         result = export_gguf(model_spec, gguf_path, adapter=adapter_path, out_type=out_type, name=name,
                              progress=progress)
     if as_json:

@@ -78,7 +78,7 @@ def run(config_file, preset_name, name, method, model, teacher, problems, eval_p
     }
     config = resolve_config(preset_name=preset_name, config_file=config_file, overrides=overrides,
                             assignments=assignments)
-    with StageProgress(enabled=not as_json) as progress:
+    with StageProgress(json_stdout=as_json) as progress:
         summary = run_loop(config, runs_dir, overwrite=overwrite, progress=progress)
     if as_json:
         print_json(summary)

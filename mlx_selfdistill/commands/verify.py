@@ -23,7 +23,7 @@ from ._progress import StageProgress
 @unsafe_option
 def verify(samples, problems_spec, out_path, workers, timeout_s, memory_mb, as_json, unsafe_no_isolation):
     """Run candidates' tests in the sandbox and write verdicts."""
-    with StageProgress(enabled=not as_json) as progress:
+    with StageProgress(json_stdout=as_json) as progress:
         summary = verify_file(problems_spec, samples, out_path, workers=workers, timeout_s=timeout_s,
                               memory_mb=memory_mb, progress=progress, unsafe_no_isolation=unsafe_no_isolation)
     if as_json:
