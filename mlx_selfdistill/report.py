@@ -248,7 +248,8 @@ def environment_summary(env: dict) -> str:
     parts = [env.get("chip") or env.get("machine") or "unknown chip",
              f"{env['memory_total_gb']} GB" if env.get("memory_total_gb") else None,
              env.get("os"),
-             f"MLX {env.get('mlx_version')} ({env.get('backend')})",
+             f"MLX {env.get('mlx_version')} ({env.get('backend')}"
+             + (f", BLAS {Path(env['cpu_blas']).name}" if env.get("cpu_blas") else "") + ")",
              f"mlx-lm {env.get('mlx_lm_version')}" if env.get("mlx_lm_version") else None]
     return ", ".join(p for p in parts if p)
 

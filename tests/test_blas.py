@@ -93,3 +93,21 @@ def test_sandbox_workers_do_not_load_openblas():
     with SandboxPool(workers=1, timeout_s=5) as pool:
         maps = open(f"/proc/{pool.workers[0].pid}/maps").read()
     assert "openblas" not in maps and "mlx" not in maps  # ...its worker does not
+
+
+@needs_openblas
+def test_bench_environment_names_the_blas_mlx_computes_with():
+    """A CPU bench result records which BLAS ran it (the reference one is ~5x slower)."""
+    code = ("import json, mlx_selfdistill\nfrom mlx_selfdistill.platform_info import environment\n"
+            "from mlx_selfdistill.report import environment_summary\n"
+            "env = environment(); print(json.dumps([env.get('cpu_blas'), environment_summary(env)]))")
+    full = {**os.environ, "PYTHONPATH": str(ROOT)}
+    full.pop("LD_PRELOAD", None)
+    for setting, expected in ((None, "openblas"), ("off", "bundled reference")):
+        env = full if setting is None else {**full, "MLX_SELFDISTILL_BLAS": setting}
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                              env=env)
+        assert proc.returncode == 0, proc.stderr
+        blas_file, summary = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert expected in blas_file, blas_file
+        assert f"BLAS {os.path.basename(blas_file)})" in summary, summary
