@@ -337,7 +337,9 @@ if __name__ == "__main__":
         spec = json.loads(Path(sys.argv[3]).read_text())
         result = {"ours": worker_ours, "mlx_lm": worker_mlx_lm}[sys.argv[2]](spec)
         # which BLAS this run's matmuls went to: the first measurement ran on MLX's bundled one unnoticed
-        result["blas"] = mlx_selfdistill.blas.bound_library() or "MLX's bundled BLAS"
+        from mlx_selfdistill.platform_info import cpu_blas
+
+        result["blas"] = cpu_blas()
         print(json.dumps(result), flush=True)
     else:
         main()

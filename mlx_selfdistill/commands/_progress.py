@@ -17,9 +17,8 @@ class StageProgress:
     where stderr is a terminal (a long `bench --json` in a shell still shows its progress; a
     pipe or a captured stderr gets nothing)."""
 
-    def __init__(self, enabled: bool = True, json_stdout: bool = False):
-        enabled = enabled and (not json_stdout or console.is_terminal)
-        self.enabled = enabled
+    def __init__(self, json_stdout: bool = False):
+        enabled = not json_stdout or console.is_terminal
         self.bars = Progress(SpinnerColumn(), TextColumn("{task.description:<22}"), BarColumn(),
                              MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[text]}"),
                              console=console, transient=False, disable=not enabled)
