@@ -84,7 +84,25 @@ def cli(keep_dtype):
         os.environ[KEEP_DTYPE_ENV] = "1"  # read where models load (models.precision.keep_dtype)
 
 
+def _one_line_warnings() -> None:
+    """A dataset record skipped while loading is one line on stderr, not Python's two-line warning."""
+    import warnings
+
+    from .problems.skipped import SkippedRecord
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, SkippedRecord):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv=None):
+    _one_line_warnings()
     try:
         cli.main(args=argv, standalone_mode=False)
     except UserError as exc:

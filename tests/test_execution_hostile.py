@@ -215,10 +215,34 @@ def test_exit_before_tests_is_not_a_pass(pool, code):
     "def add(a, b):\n    return I(0)\n",
     "class S(str):\n    def __eq__(self, other):\n        return True\n    __hash__ = str.__hash__\n"
     "def add(a, b):\n    return [S('x')]\n",
-], ids=["eq_always_true", "int_subclass", "str_subclass_in_list"])
+    # A named tuple the candidate subclasses to decide its own equality, or a tuple subclass
+    # dressed as one: neither is graded as the tuple it claims to be.
+    "from collections import namedtuple\nclass P(namedtuple('P', 'a')):\n    def __eq__(self, other):\n"
+    "        return True\n    __hash__ = tuple.__hash__\ndef add(a, b):\n    return P(0)\n",
+    "class T(tuple):\n    _fields = ('a',)\n    def __eq__(self, other):\n        return True\n"
+    "    __hash__ = tuple.__hash__\ndef add(a, b):\n    return T((0,))\n",
+    "class D(dict):\n    def __eq__(self, other):\n        return True\n    __hash__ = None\n"
+    "def add(a, b):\n    return D()\n",
+], ids=["eq_always_true", "int_subclass", "str_subclass_in_list", "namedtuple_subclass_eq", "fake_namedtuple_eq",
+        "dict_subclass_eq"])
 def test_lying_objects_fail(pool, code):
     v = judge(pool, code)
     assert v.status == "fail" and "non-plain" in v.detail, v
+
+
+def test_patching_the_stdlib_containers_changes_nothing(pool):
+    # The candidate rebinds Counter's methods and the module's names: the grader reads the
+    # items with dict's own methods, through the classes bound before the candidate ran.
+    code = ("import collections\n"
+            "collections.Counter.items = lambda self: iter([('x', 3)])\n"
+            "collections.Counter.__eq__ = lambda self, other: True\n"
+            "class Fake(dict):\n    pass\n"
+            "collections.Counter = Fake\n"
+            "def add(a, b):\n    return Fake({'n': a + b})\n")
+    problem = Problem(id="d", prompt="", entry_point="add", tests=[{"type": "call", "input": [1, 2], "output": {"n": 3}}])
+    assert judge(pool, code, problem).status == "fail"
+    honest = "from collections import Counter\ndef add(a, b):\n    return Counter({'n': a + b})\n"
+    assert judge(pool, honest, problem).status == "pass"
 
 
 def test_frame_walking_finds_no_expected_value(pool):

@@ -259,7 +259,6 @@ def test_malformed_json_line_names_file_and_line(tmp_path):
 @pytest.mark.parametrize("fmt,fixture,field", [
     ("humaneval", "humaneval.jsonl", "entry_point"),
     ("humaneval", "humaneval.jsonl", "test"),
-    ("mbpp", "mbpp_full.jsonl", "test_list"),
     ("apps", "apps_test.jsonl", "question"),
     ("livecodebench", "livecodebench/test6.jsonl", "question_content"),
     ("jsonl", "problems.jsonl", "tests"),

@@ -33,6 +33,7 @@ def problems(source, limit, cache_dir, as_json, dump):
     import sys
 
     from ..problems import load_problems, summarize
+    from ..problems.skipped import collect_skips
 
     bar: dict = {}
 
@@ -45,22 +46,26 @@ def problems(source, limit, cache_dir, as_json, dump):
         bar["progress"].update(bar["task"], completed=done)
 
     try:
-        items = load_problems(source, cache_dir=cache_dir, limit=limit, progress=on_progress)
+        with collect_skips() as skipped:
+            items = load_problems(source, cache_dir=cache_dir, limit=limit, progress=on_progress)
     finally:
         if bar:
             bar["progress"].stop()
+    for message in skipped:
+        console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
     if dump:
         for p in items:
             sys.stdout.write(json.dumps(p.to_dict(), ensure_ascii=False) + "\n")
         return
     info = summarize(items)
     if as_json:
-        print_json({"source": source, **info})
+        print_json({"source": source, **info, "skipped": len(skipped), "skipped_reasons": skipped})
         return
     rows = [["problems", info["count"]], ["first ids", ", ".join(info["ids"])],
             ["styles", ", ".join(f"{k}: {v}" for k, v in info["styles"].items())],
             ["test types", ", ".join(f"{k}: {v}" for k, v in info["test_types"].items())],
             ["tests per problem", "{min} / {mean} / {max} (min / mean / max)".format(**info["tests_per_problem"])],
-            ["with reference solution", info["with_canonical_solution"]]]
+            ["with reference solution", info["with_canonical_solution"]],
+            ["skipped records", len(skipped)]]
     out.print(table(f"problems: {source}", ["", "value"], rows))
     out.print(table("difficulty", ["difficulty", "problems"], [[k, v] for k, v in info["difficulty"].items()]))

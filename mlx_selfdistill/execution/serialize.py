@@ -1,9 +1,12 @@
 """Strict plain-value encoding between the sandboxed child and the grading parent.
 
-Only values whose type is exactly bool, int, float, str, None, list, tuple or dict pass.
-A subclass (an `int` whose `__eq__` lies, a `str` subclass) or any other object is
-replaced by a marker the parent treats as "not a plain value", so no candidate object
-ever reaches the comparison. The encoding is JSON with tags for what JSON cannot say
+Only values whose type is exactly bool, int, float, str, None, list, tuple or dict pass,
+plus the standard library's containers that Python's `==` compares as plain data:
+`Counter`, `OrderedDict` and `defaultdict` (as dicts) and named tuples (as tuples; MBPP's
+reference solutions return them). Their items are read with dict's and tuple's own C
+methods, never the object's. Any other subclass (an `int` whose `__eq__` lies, a `str`
+subclass, a tuple subclass with its own `__eq__`) or object is replaced by a marker the
+parent treats as "not a plain value", so no candidate object ever reaches the comparison. The encoding is JSON with tags for what JSON cannot say
 (tuples, non-string dict keys, big ints, NaN/inf), so the parent rebuilds the exact value.
 
 Stdlib only: the sandbox worker imports this file directly, without the package.
@@ -12,6 +15,7 @@ Stdlib only: the sandbox worker imports this file directly, without the package.
 from __future__ import annotations
 
 import math
+from collections import Counter, OrderedDict, defaultdict
 from json.encoder import encode_basestring_ascii as _quote  # C: no Python frames
 
 MAX_DEPTH = 64
@@ -20,6 +24,24 @@ MAX_ITEMS = 200_000  # containers' elements in one value, all levels together
 
 class NotPlain(Exception):
     """The value holds something other than an exact plain type."""
+
+
+# Bound at import, before any candidate runs: the classes themselves, whatever is rebound later.
+_DICT_LIKE = (Counter, OrderedDict, defaultdict)
+# What a tuple subclass must not define for `==` to treat it as the tuple of its items.
+_TUPLE_BEHAVIOUR = ("__eq__", "__ne__", "__hash__", "__iter__", "__len__", "__getitem__", "__class__",
+                    "__getattribute__", "__reduce__", "__lt__", "__le__", "__gt__", "__ge__", "__contains__")
+
+
+def _is_named_tuple(t) -> bool:
+    """A class made by collections.namedtuple (or one of that exact shape): tuple is its only
+    base and it changes none of tuple's behaviour, so `==` compares it as the plain tuple."""
+    try:
+        own = type.__getattribute__(t, "__dict__")
+        return (type.__getattribute__(t, "__mro__") == (t, tuple, object) and "_fields" in own
+                and not any(name in own for name in _TUPLE_BEHAVIOUR))
+    except BaseException:
+        return False
 
 
 _SMALL_INT = 1 << 53  # JSON numbers round-trip exactly below this; bigger ints go as hex
@@ -57,6 +79,10 @@ def to_json(value, *, max_depth: int = MAX_DEPTH, max_items: int = MAX_ITEMS) ->
                     "[%s, %s]" % (enc(k, depth + 1), enc(x, depth + 1)) for k, x in v.items())
             items = "[%s]" % ", ".join([enc(x, depth + 1) for x in v])
             return items if t is list else '{"$tuple": %s}' % items
+        if t in _DICT_LIKE:
+            return enc(dict(dict.items(v)), depth)
+        if _is_named_tuple(t):
+            return enc(tuple(tuple.__iter__(v)), depth)
         raise NotPlain(f"returned a non-plain value of type {_type_name(t)}")
 
     return enc(value, 0)

