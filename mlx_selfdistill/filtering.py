@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
 from .errors import UserError
-from .prompts import chat_messages
+from .prompts import get_style
 from .records import Problem, Sample, Verdict, in_key_order
 
 FILTERS = ("none", "tests", "confidence", "length")
@@ -128,11 +128,13 @@ def filter_samples(samples: Iterable[Sample], verdicts: Iterable[Verdict] | None
 
 
 def to_train_examples(kept: Iterable[Sample], problems: dict[str, Problem]) -> list[dict]:
-    """Chat examples (what mlx_lm.lora reads) whose assistant turn is the raw completion."""
+    """Chat examples (what mlx_lm.lora reads) whose assistant turn is the raw completion, in the
+    format of the prompt style it was sampled with (a pre-filled reply is part of the turn)."""
     examples = []
     for s in kept:
         problem = problems.get(s.problem_id)
         if problem is None:
             raise UserError(f"sample for unknown problem {s.problem_id!r}: wrong --problems source?")
-        examples.append({"messages": chat_messages(problem, s.completion)})
+        style = get_style(s.prompt_style or None)
+        examples.append({"messages": style.train_messages(problem, s.completion)})
     return examples

@@ -85,3 +85,22 @@ def test_kept_samples_do_not_depend_on_input_order(filters):
         random.Random(seed).shuffle(shuffled)
         got, _ = filter_samples(shuffled, verdicts[::-1], config)
         assert [s.key for s in got] == [s.key for s in want]
+
+
+def test_an_evalplus_sample_trains_after_the_very_prompt_it_was_sampled_from():
+    """The pre-filled reply is part of the prompt at sampling time: the training example must
+    render to that prompt, then the completion, then the closing fence the stop string cut."""
+    from mlx_selfdistill.models import load_model
+    from mlx_selfdistill.prompts import get_style
+
+    _, tokenizer = load_model("tiny")
+    problem = Problem(id="a", prompt="Write f.\nYour code should pass this test:\nassert f(1) == 1",
+                      tests=[{"type": "call", "input": [1], "output": 1}], entry_point="f")
+    sample = _s("a", 0, completion="def f(x):\n    return x")
+    sample.prompt_style = "evalplus"
+    (example,) = to_train_examples([sample], {"a": problem})
+    text = tokenizer.apply_chat_template(example["messages"], tokenize=False)
+    prompt = get_style("evalplus").render(tokenizer, problem)
+    assert text.startswith(prompt + "def f(x):\n    return x\n```")
+    chat = to_train_examples([_s("a", 0, completion="x")], {"a": problem})[0]  # the default style is unchanged
+    assert chat["messages"][1]["content"] == "x"

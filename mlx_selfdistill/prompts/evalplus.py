@@ -36,11 +36,23 @@ def task_text(problem: Problem) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
+def user_message(problem: Problem) -> str:
+    return f"{INSTRUCTION_PREFIX}\n```\n{task_text(problem)}\n```\n"
+
+
+def train_messages(problem: Problem, completion: str) -> list[dict]:
+    """A sampled completion as the chat example a model trains on: the same user turn and the
+    same pre-filled reply it was sampled after, then the completion and the closing fence the
+    stop string cut off, so training and decoding see one format."""
+    reply = f"{RESPONSE_PREFIX}\n{OPEN_FENCE}{completion.rstrip()}\n```"
+    return [{"role": "user", "content": user_message(problem)}, {"role": "assistant", "content": reply}]
+
+
 def render(tokenizer, problem: Problem) -> str:
     if not getattr(tokenizer, "has_chat_template", False):
         raise UserError("prompt style 'evalplus' needs a model with a chat template (an instruct model); "
                         "use --prompt-style raw for a base model")
-    user = f"{INSTRUCTION_PREFIX}\n```\n{task_text(problem)}\n```\n"
+    user = user_message(problem)
     reply = f"{RESPONSE_PREFIX}\n{OPEN_FENCE}{_SPLIT}\n```\n"
     text = tokenizer.apply_chat_template([{"role": "user", "content": user}, {"role": "assistant", "content": reply}],
                                          tokenize=False)

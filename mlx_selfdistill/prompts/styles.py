@@ -1,7 +1,8 @@
 """Named prompt styles: how a Problem becomes prompt text, and how a reply becomes code.
 
-A style fixes three things that must agree: the prompt, the stop strings, and the code
-extraction (a style that pre-fills the reply must re-attach what it pre-filled). Samples
+A style fixes four things that must agree: the prompt, the stop strings, the code
+extraction (a style that pre-fills the reply must re-attach what it pre-filled), and the
+chat example a sample of that style trains as. Samples
 record their style's name, so a resumed file cannot mix two styles.
 
   chat      the project's wording in the model's chat template (the default; plain text
@@ -31,6 +32,8 @@ class PromptStyle:
     render: Callable[[object, Problem], str]  # (tokenizer, problem) -> prompt text
     extract: Callable[[str, Problem], Extracted]  # (completion, problem) -> code
     stop: tuple[str, ...] = ()
+    # (problem, completion) -> the chat messages it trains as (user turn, assistant reply)
+    train_messages: Callable[[Problem, str], list] = chat_messages
     # Whether the tokenizer adds its BOS etc.: a rendered chat template already has them.
     add_special_tokens: bool = False
 
@@ -50,7 +53,8 @@ STYLES = {
     "raw": PromptStyle("raw", "no chat template: the problem text as a plain continuation prompt",
                        lambda tokenizer, problem: raw_prompt(problem), _reply_code, add_special_tokens=True),
     "evalplus": PromptStyle("evalplus", "EvalPlus's instruct prompt and pre-filled reply (leaderboard figures)",
-                            evalplus.render, evalplus.extract, stop=evalplus.STOP),
+                            evalplus.render, evalplus.extract, stop=evalplus.STOP,
+                            train_messages=evalplus.train_messages),
 }
 
 
