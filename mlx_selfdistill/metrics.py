@@ -72,6 +72,28 @@ def wilson_interval(successes: float, total: int, z: float = 1.959963984540054) 
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def mcnemar_exact_p(flips_up: int, flips_down: int) -> float:
+    """Two-sided exact McNemar p-value for paired pass/fail outcomes: under "no change", each
+    of the b + c problems that flipped is equally likely to have flipped either way, so the
+    smaller count is a Binomial(b + c, 1/2) tail (doubled, capped at 1)."""
+    if flips_up < 0 or flips_down < 0:
+        raise ValueError("mcnemar_exact_p: flip counts must be >= 0")
+    n, k = flips_up + flips_down, min(flips_up, flips_down)
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def paired_outcomes(base_passed: Iterable[str], distilled_passed: Iterable[str], total: int) -> dict:
+    """Base vs distilled on the same problems: counts, flips each way, McNemar's exact p."""
+    base, after = set(base_passed), set(distilled_passed)
+    up, down = sorted(after - base), sorted(base - after)
+    return {"base_passed": len(base), "distilled_passed": len(after), "total": total,
+            "flips_up": len(up), "flips_down": len(down), "mcnemar_p": mcnemar_exact_p(len(up), len(down)),
+            "flipped_to_pass": up, "flipped_to_fail": down}
+
+
 def bootstrap_interval(values: Sequence[float], iters: int = 2000, confidence: float = 0.95,
                        seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean, resampling the values (problems)."""

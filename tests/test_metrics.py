@@ -127,3 +127,19 @@ def test_summarize_quality():
     assert set(q["pass_at_k"]) == {"1", "5"}  # k=10 > n=5 is left out
     assert q["pass_at_k"]["5"] == pytest.approx(0.75)
     assert q["ci_method"] == "bootstrap" and q["pass_at_1_ci"][0] <= 0.4 <= q["pass_at_1_ci"][1]
+
+
+def test_mcnemar_exact_p_matches_the_binomial_tail():
+    from mlx_selfdistill.metrics import mcnemar_exact_p, paired_outcomes
+
+    assert mcnemar_exact_p(0, 0) == 1.0
+    assert mcnemar_exact_p(6, 6) == 1.0
+    assert mcnemar_exact_p(5, 0) == pytest.approx(2 / 32)  # all five flips one way: 2 * (1/2)^5
+    assert mcnemar_exact_p(0, 10) == pytest.approx(2 / 1024)
+    # b=2, c=9: 2 * (C(11,0) + C(11,1) + C(11,2)) / 2^11 = 2 * 67 / 2048
+    assert mcnemar_exact_p(2, 9) == pytest.approx(134 / 2048)
+    assert mcnemar_exact_p(9, 2) == mcnemar_exact_p(2, 9)
+    out = paired_outcomes(["a", "b", "c"], ["b", "c", "d", "e"], 10)
+    assert (out["base_passed"], out["distilled_passed"], out["flips_up"], out["flips_down"]) == (3, 4, 2, 1)
+    assert out["flipped_to_pass"] == ["d", "e"] and out["flipped_to_fail"] == ["a"]
+    assert out["mcnemar_p"] == pytest.approx(1.0)
