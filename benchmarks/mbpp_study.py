@@ -63,8 +63,8 @@ TRAIN = {"rank": 8, "scale": 20.0, "num_layers": "all", "lr_schedule": "constant
          "max_seq_len": 1024, "seed": 0}
 # (student, data source, sampling, filter)
 ARMS = {
-    "control": ("smol", "q15", dict(TESTED, n=4), "tests"),
-    "teacher": ("q05", "q15", dict(TESTED, n=4), "tests"),
+    "control": ("smol", "q15", dict(TESTED, n=1), "tests"),
+    "teacher": ("q05", "q15", dict(TESTED, n=1), "tests"),
     "self": ("q05", "q05", dict(TESTED, n=8), "tests"),
     "ssd": ("q05", "q05", SSD, "none"),
 }
