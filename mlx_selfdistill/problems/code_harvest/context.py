@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import ast
 import builtins
+import textwrap
 from dataclasses import dataclass, field
 
-from .modules import Codebase, Module, absolute_module
+from .modules import Codebase, Module, absolute_module, bound_names
 
 MAX_CONTEXT_CHARS = 6000
 # Imports whose use makes a function's result depend on more than its arguments.
@@ -131,7 +132,7 @@ class _Builder:
             return
         self.seen.add(key)
         self.need(mod, free_names(stmt), (*stack, key))
-        self._add(_Item(key, mod.segment(stmt), tuple(n for n in _binds(stmt))))
+        self._add(_Item(key, mod.segment(stmt), tuple(bound_names(stmt))))
 
     def _import(self, mod: Module, stmt, name: str, stack) -> None:
         alias = next(a for a in stmt.names if (a.asname or a.name.split(".")[0]) == name)
@@ -194,12 +195,6 @@ class _Builder:
                         changed = True
 
 
-def _binds(stmt) -> list[str]:
-    from .modules import bound_names
-
-    return bound_names(stmt)
-
-
 def _is_setup_statement(stmt: ast.stmt) -> bool:
     if isinstance(stmt, ast.Expr):
         return isinstance(stmt.value, ast.Call)
@@ -219,15 +214,9 @@ def build_context(cb: Codebase, mod: Module, fn: ast.FunctionDef) -> Context:
     imports = [i.text for i in b.items if i.key[0] == "import"]
     rest = [i.text.strip("\n") for i in b.items if i.key[0] != "import"]
     code = "\n".join(imports) + ("\n\n" if imports and rest else "") + "\n\n".join(
-        _dedent(t) for t in rest)
+        textwrap.dedent(t) for t in rest)
     code = code.strip("\n")
     if len(code) > MAX_CONTEXT_CHARS:
         raise ContextError("context too large", f"{len(code)} characters of helpers")
     names = sorted({n for i in b.items for n in i.binds})
     return Context(code=code + "\n" if code else "", names=names, modules=sorted(b.external))
-
-
-def _dedent(text: str) -> str:
-    import textwrap
-
-    return textwrap.dedent(text)

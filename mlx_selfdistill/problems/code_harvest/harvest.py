@@ -26,7 +26,7 @@ from .context import ContextError, build_context
 from .doctests import doctest_tests
 from .modules import parse_codebase
 from .testexpr import Target
-from .tree import read_tree
+from .tree import SourceTree, read_tree
 from .unittests import unit_tests
 
 HARVEST_VERSION = 1
@@ -77,11 +77,10 @@ def _target(fn_name: str) -> Target:
     return Target(fn_name, is_target)
 
 
-def collect(path: Path) -> tuple[list[Problem], HarvestReport]:
+def collect(tree: SourceTree) -> tuple[list[Problem], HarvestReport]:
     """Candidate problems (before the sandbox check) and the report so far."""
-    tree = read_tree(Path(path))
     cb = parse_codebase(tree)
-    report = HarvestReport(package=tree.name, origin=str(path), version=tree.version,
+    report = HarvestReport(package=tree.name, origin=tree.origin, version=tree.version,
                            files=len(cb.source_modules()), test_files=len(cb.test_modules()),
                            skipped_files=[list(x) for x in tree.unreadable + cb.parse_errors])
     for p, why in report.skipped_files:
@@ -163,8 +162,8 @@ def harvest(path, *, cache_dir=None, progress: Optional[Callable[[int, int], Non
             workers: Optional[int] = None, use_cache: bool = True) -> Harvest:
     """Every kept problem of the codebase at `path`, with the harvest's report."""
     path = Path(path).expanduser()
-    tree_digest = read_tree(path).digest() if use_cache else ""
-    cache = _cache_file(tree_digest, cache_dir) if use_cache else None
+    tree = read_tree(path)
+    cache = _cache_file(tree.digest(), cache_dir) if use_cache else None
     if cache is not None and cache.is_file():
         try:
             data = json.loads(cache.read_text(encoding="utf-8"))
@@ -173,7 +172,7 @@ def harvest(path, *, cache_dir=None, progress: Optional[Callable[[int, int], Non
             return Harvest([Problem.from_dict(p) for p in data["problems"]], report)
         except (ValueError, KeyError, TypeError):
             pass  # a damaged cache is redone, not trusted
-    problems, report = collect(path)
+    problems, report = collect(tree)
     kept = check_references(problems, report, workers=workers, progress=progress)
     _finish(report, kept)
     if cache is not None:

@@ -13,7 +13,6 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Optional
 
 from .tree import SourceTree
 
@@ -102,9 +101,6 @@ class Codebase:
         """The packages and modules the tree defines at its top, minus the standard library's."""
         names = {m.name.split(".")[0] for m in self.modules.values() if not m.is_test}
         return {n for n in names if n.isidentifier() and n not in sys.stdlib_module_names}
-
-    def resolve_module(self, name: str) -> Optional[Module]:
-        return self.modules.get(name)
 
 
 def absolute_module(mod: Module, node: ast.ImportFrom) -> str:

@@ -26,7 +26,7 @@ UNSAFE_BUILTINS = {"print", "open", "input", "exec", "eval", "compile", "exit", 
                    "hasattr", "isinstance", "issubclass", "callable", "format", "NotImplemented", "Ellipsis",
                    "copyright", "credits", "license"}
 SAFE_NAMES = set(dir(builtins)) - UNSAFE_BUILTINS
-_NO = object()
+_NO = object()  # "not a literal"
 
 
 def literal(node: ast.AST):
@@ -123,10 +123,3 @@ def tests_from_code(code: str, entry_point: str) -> list[dict]:
         return parse_test_script(code, entry_point)
     except AssertParseError:
         return []
-
-
-def reprs_roundtrip(value) -> bool:
-    try:
-        return ast.literal_eval(repr(value)) == value
-    except Exception:
-        return False

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import ast
 import itertools
-from typing import Callable, Iterator, Optional
+from typing import Iterator, Optional
 
 from .doctests import FoundTest
 from .modules import Codebase, Module, absolute_module
-from .testexpr import Target, actual_expr, assert_line, is_literal, literal, literal_node
+from .testexpr import _NO, Target, actual_expr, assert_line, is_literal, literal, literal_node
 
 MAX_ROWS = 200  # rows of one table or loop
 EQUAL = {"assertEqual", "assertEquals", "assertListEqual", "assertTupleEqual", "assertDictEqual",
@@ -154,7 +154,7 @@ def _param_rows(dec: ast.Call, tm: TestModule) -> Optional[list[dict]]:
                     continue  # xfail/skip rows
                 elt = ast.Tuple(elts=elt.args, ctx=ast.Load()) if len(names) > 1 else (elt.args[0] if elt.args else elt)
             v = literal(elt)
-            if v is _missing():
+            if v is _NO:
                 return None
             values.append(v)
     else:
@@ -170,12 +170,6 @@ def _param_rows(dec: ast.Call, tm: TestModule) -> Optional[list[dict]]:
         else:
             return None
     return rows
-
-
-def _missing():
-    from .testexpr import _NO
-
-    return _NO
 
 
 class _Skip(Exception):
@@ -253,7 +247,7 @@ class Walker:
             iterable = substitute(stmt.iter, env)
             rows = literal(iterable)
             names = [n.id for n in ast.walk(stmt.target) if isinstance(n, ast.Name)]
-            if rows is _missing() or not isinstance(rows, (list, tuple, set, frozenset, dict)) or stmt.orelse:
+            if rows is _NO or not isinstance(rows, (list, tuple, set, frozenset, dict)) or stmt.orelse:
                 raise _Skip()
             for row in list(rows)[:MAX_ROWS]:
                 bound = _unpack(stmt.target, row)
