@@ -68,7 +68,8 @@ def test_doctests_are_shown_and_unit_tests_are_graded_but_hidden(harvested):
     p = by_name(harvested, "clamp")
     visible = [t for t in p.tests if not t["hidden"]]
     hidden = [t for t in p.tests if t["hidden"]]
-    assert [(t["input"], t["output"], t["origin"]) for t in visible] == [([7, 0, 10], 7, "doctest")]
+    assert [(t["input"], t["output"], t["origin"], t["where"]) for t in visible] == [
+        ([7, 0, 10], 7, "doctest", "tidbits/arith.py:11")]
     assert [(t["input"], t["output"]) for t in hidden] == [([5, 0, 3], 3), ([-2, 0, 3], 0), ([2, 0, 3], 2)]
     assert all(t["origin"] == "unittest" and t["where"].startswith("tests/test_arith.py:") for t in hidden)
     message = user_message(p)

@@ -42,7 +42,7 @@ def doctest_tests(docstring: str, target: Target, path: str, first_line: int) ->
     session_asserts = 0
     session_start = None
     for ex in _examples(docstring):
-        where = f"{path}:{first_line + ex.lineno + 1}"
+        where = f"{path}:{first_line + ex.lineno}"
         if ex.options.get(doctest.SKIP):
             continue
         try:

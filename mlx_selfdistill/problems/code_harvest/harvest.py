@@ -95,7 +95,10 @@ def collect(tree: SourceTree) -> tuple[list[Problem], HarvestReport]:
     problems = []
     for key, (mod, fn) in functions.items():
         doc = ast.get_docstring(fn)
-        found = (doctest_tests(doc, _target(fn.name), mod.path, fn.body[0].lineno) if doc else []) + from_units.get(key, [])
+        # The raw docstring, as doctest reads it: its example line numbers are then exact.
+        raw = fn.body[0].value.value if doc is not None else ""
+        found = (doctest_tests(raw, _target(fn.name), mod.path, fn.body[0].lineno) if doc else []) \
+            + from_units.get(key, [])
         tests = problem_tests(found, fn.name) if found else []
         if not tests:
             dropped[NO_TESTS] += 1
