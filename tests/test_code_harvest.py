@@ -82,6 +82,12 @@ def test_doctests_are_shown_and_unit_tests_are_graded_but_hidden(harvested):
     assert v.status == "fail" and v.passed_tests == 1 and v.total_tests == 4
 
 
+def test_a_candidates_future_import_still_runs_after_the_setup(harvested):
+    p = by_name(harvested, "digit_sum")
+    code = "from __future__ import annotations\n\ndef digit_sum(n: int) -> int:\n    return sum(digits(n))\n"
+    assert judge(p, code).status == "pass"
+
+
 def test_pytest_parametrize_rows_and_literal_loops_become_tests(harvested):
     pw = by_name(harvested, "pairwise_sums")
     assert [(t["input"], t["output"], t["origin"]) for t in pw.tests] == [
