@@ -71,7 +71,7 @@ def test_doctests_are_shown_and_unit_tests_are_graded_but_hidden(harvested):
     assert [(t["input"], t["output"], t["origin"], t["where"]) for t in visible] == [
         ([7, 0, 10], 7, "doctest", "tidbits/arith.py:11")]
     assert [(t["input"], t["output"]) for t in hidden] == [([5, 0, 3], 3), ([-2, 0, 3], 0), ([2, 0, 3], 2)]
-    assert all(t["origin"] == "unittest" and t["where"].startswith("tests/test_arith.py:") for t in hidden)
+    assert all(t["origin"] == "unittest" and t["where"].startswith("tests/unittest_arith.py:") for t in hidden)
     message = user_message(p)
     assert "clamp(7, 0, 10)" in message and "clamp(5, 0, 3)" not in message and "-2" not in message
     # The test after a side-effect call (arith.clear_memo()) is skipped: clamp(11, 12, 13) is nowhere.
