@@ -37,13 +37,14 @@ def judge(problem, code):
 
 def test_counts_found_kept_and_dropped_by_reason(harvested):
     r = harvested.report
-    assert (r.functions, r.found, r.kept) == (15, 11, 8)
-    assert r.dropped == {"no literal tests": 4, "body under 3 lines": 1, "no docstring": 1,
+    assert (r.functions, r.found, r.kept) == (17, 12, 9)
+    assert r.dropped == {"no literal tests": 5, "body under 3 lines": 1, "no docstring": 1,
                          "reference fails its tests": 1}
     assert [p for p, _ in r.skipped_files] == ["tidbits/legacy.py"]  # does not parse: skipped, not fatal
-    assert r.splits == {"train": 5, "validation": 1, "test": 2}
+    assert r.splits == {"train": 6, "validation": 1, "test": 2}
     assert sorted(p.entry_point for p in harvested.problems) == [
-        "chunks", "clamp", "count_vowels", "countdown", "digit_sum", "first_word", "pairwise_sums", "rectangle_area"]
+        "chunks", "clamp", "count_vowels", "countdown", "digit_sum", "first_word", "pairwise_sums", "plural",
+        "rectangle_area"]
 
 
 def test_prompt_is_signature_docstring_and_context_with_the_body_hidden(harvested):
@@ -62,6 +63,15 @@ def test_helper_from_another_module_is_shipped(harvested):
     p = by_name(harvested, "digit_sum")
     assert "def digits(n):" in p.metadata["setup"] and "from ._util" not in p.metadata["setup"]
     assert judge(p, "def digit_sum(n):\n    return sum(digits(n))\n").status == "pass"
+
+
+def test_import_time_calls_that_fill_a_shipped_table_ship_too(harvested):
+    p = by_name(harvested, "plural")
+    setup = p.metadata["setup"]
+    assert "_IRREGULAR = {}" in setup and "def _register" in setup
+    assert setup.index('_register("mouse", "mice")') > setup.index("def _register")
+    candidate = "def plural(word):\n    return _IRREGULAR.get(word, word + 's')\n"
+    assert judge(p, candidate).status == "pass"
 
 
 def test_doctests_are_shown_and_unit_tests_are_graded_but_hidden(harvested):
@@ -195,10 +205,10 @@ def test_spec_selects_a_split_by_file(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     train = load_problems(f"code:{TIDBITS}:train")
     test = load_problems(f"code:{TIDBITS}:test")
-    assert {p.metadata["split"] for p in train} == {"train"} and len(train) == 5
+    assert {p.metadata["split"] for p in train} == {"train"} and len(train) == 6
     assert {p.metadata["file"] for p in test} == {"tidbits/arith.py"} and len(test) == 2
     assert not {p.metadata["file"] for p in train} & {p.metadata["file"] for p in test}
-    assert len(load_problems(f"code:{TIDBITS}")) == 8
+    assert len(load_problems(f"code:{TIDBITS}")) == 9
     assert (tmp_path / "mlx-selfdistill" / "harvest").is_dir()  # harvested once, cached by content
 
 
@@ -225,8 +235,8 @@ def test_problems_command_reports_the_harvest(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert main_exit(["problems", f"code:{TIDBITS}:train", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["count"] == 5
-    assert out["harvest"]["found"] == 11 and out["harvest"]["kept"] == 8
+    assert out["count"] == 6
+    assert out["harvest"]["found"] == 12 and out["harvest"]["kept"] == 9
     assert out["harvest"]["dropped"]["reference fails its tests"] == 1
     assert main_exit(["problems", f"code:{TIDBITS}"]) == 0
     text = capsys.readouterr().out
@@ -254,8 +264,8 @@ def test_rft_run_on_harvested_problems_with_the_tiny_model(tmp_path, monkeypatch
     base_ids = {json.loads(l)["problem_id"] for l in open(run_dir / "base" / "eval" / "verdicts.jsonl")}
     assert base_ids == {"tidbits/tidbits/arith.py::clamp", "tidbits/tidbits/arith.py::digit_sum"}
     verdicts = [json.loads(l) for l in open(run_dir / "round_1" / "verdicts.jsonl")]
-    assert len(verdicts) == 5 * 2 and {v["problem_id"].split("::")[0] for v in verdicts} == {
-        "tidbits/tidbits/seq.py", "tidbits/tidbits/text.py"}
+    assert len(verdicts) == 6 * 2 and {v["problem_id"].split("::")[0] for v in verdicts} == {
+        "tidbits/tidbits/seq.py", "tidbits/tidbits/text.py", "tidbits/tidbits/words.py"}
     if code != 0:  # the expected outcome with this model: the one-line filter error, no traceback
         assert code == 2 and "the filter kept no samples" in err and "Traceback" not in err
     else:

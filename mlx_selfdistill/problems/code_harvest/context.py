@@ -188,6 +188,10 @@ class _Builder:
                     if key in self.seen or not _is_setup_statement(stmt):
                         continue
                     touched = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name)}
+                    for name in list(touched):  # `_irregular("person", "people")` mutates PLURALS
+                        called = mod.functions.get(name)
+                        if called is not None:
+                            touched |= free_names(called)
                     if touched & shipped:
                         self.seen.add(key)
                         self.need(mod, free_names(stmt) - shipped)
