@@ -54,7 +54,7 @@ def download(spec: str, dest: Path) -> Path:
 def _matching(spec: str, folder: Path) -> list[Path]:
     name, _, version = spec.partition("==")
     stem = name.lower().replace("-", "_")
-    return sorted(p for p in folder.iterdir() if p.name.lower().replace("-", "_").startswith(f"{stem}-{version}"))
+    return sorted(p for p in folder.iterdir() if p.name.lower().replace("-", "_").startswith(f"{stem}_{version}"))
 
 
 def measure(sdist: Path, workers) -> dict:
