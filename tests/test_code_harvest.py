@@ -37,13 +37,13 @@ def judge(problem, code):
 
 def test_counts_found_kept_and_dropped_by_reason(harvested):
     r = harvested.report
-    assert (r.functions, r.found, r.kept) == (17, 12, 9)
+    assert (r.functions, r.found, r.kept) == (18, 13, 10)
     assert r.dropped == {"no literal tests": 5, "body under 3 lines": 1, "no docstring": 1,
                          "reference fails its tests": 1}
     assert [p for p, _ in r.skipped_files] == ["tidbits/legacy.py"]  # does not parse: skipped, not fatal
-    assert r.splits == {"train": 6, "validation": 1, "test": 2}
+    assert r.splits == {"train": 7, "validation": 1, "test": 2}
     assert sorted(p.entry_point for p in harvested.problems) == [
-        "chunks", "clamp", "count_vowels", "countdown", "digit_sum", "first_word", "pairwise_sums", "plural",
+        "chunks", "clamp", "count_vowels", "countdown", "digit_count", "digit_sum", "first_word", "pairwise_sums", "plural",
         "rectangle_area"]
 
 
@@ -72,6 +72,14 @@ def test_import_time_calls_that_fill_a_shipped_table_ship_too(harvested):
     assert setup.index('_register("mouse", "mice")') > setup.index("def _register")
     candidate = "def plural(word):\n    return _IRREGULAR.get(word, word + 's')\n"
     assert judge(p, candidate).status == "pass"
+
+
+def test_a_package_module_used_as_an_object_ships_what_it_reads(harvested):
+    p = by_name(harvested, "digit_count")
+    setup = p.metadata["setup"]
+    assert "def digits(n):" in setup and "_util = types.SimpleNamespace(digits=digits)" in setup
+    assert "from . import" not in setup
+    assert judge(p, "def digit_count(n):\n    return len(_util.digits(n))\n").status == "pass"
 
 
 def test_doctests_are_shown_and_unit_tests_are_graded_but_hidden(harvested):
@@ -205,10 +213,10 @@ def test_spec_selects_a_split_by_file(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     train = load_problems(f"code:{TIDBITS}:train")
     test = load_problems(f"code:{TIDBITS}:test")
-    assert {p.metadata["split"] for p in train} == {"train"} and len(train) == 6
+    assert {p.metadata["split"] for p in train} == {"train"} and len(train) == 7
     assert {p.metadata["file"] for p in test} == {"tidbits/arith.py"} and len(test) == 2
     assert not {p.metadata["file"] for p in train} & {p.metadata["file"] for p in test}
-    assert len(load_problems(f"code:{TIDBITS}")) == 9
+    assert len(load_problems(f"code:{TIDBITS}")) == 10
     assert (tmp_path / "mlx-selfdistill" / "harvest").is_dir()  # harvested once, cached by content
 
 
@@ -235,8 +243,8 @@ def test_problems_command_reports_the_harvest(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert main_exit(["problems", f"code:{TIDBITS}:train", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["count"] == 6
-    assert out["harvest"]["found"] == 12 and out["harvest"]["kept"] == 9
+    assert out["count"] == 7
+    assert out["harvest"]["found"] == 13 and out["harvest"]["kept"] == 10
     assert out["harvest"]["dropped"]["reference fails its tests"] == 1
     assert main_exit(["problems", f"code:{TIDBITS}"]) == 0
     text = capsys.readouterr().out
@@ -264,7 +272,7 @@ def test_rft_run_on_harvested_problems_with_the_tiny_model(tmp_path, monkeypatch
     base_ids = {json.loads(l)["problem_id"] for l in open(run_dir / "base" / "eval" / "verdicts.jsonl")}
     assert base_ids == {"tidbits/tidbits/arith.py::clamp", "tidbits/tidbits/arith.py::digit_sum"}
     verdicts = [json.loads(l) for l in open(run_dir / "round_1" / "verdicts.jsonl")]
-    assert len(verdicts) == 6 * 2 and {v["problem_id"].split("::")[0] for v in verdicts} == {
+    assert len(verdicts) == 7 * 2 and {v["problem_id"].split("::")[0] for v in verdicts} == {
         "tidbits/tidbits/seq.py", "tidbits/tidbits/text.py", "tidbits/tidbits/words.py"}
     if code != 0:  # the expected outcome with this model: the one-line filter error, no traceback
         assert code == 2 and "the filter kept no samples" in err and "Traceback" not in err

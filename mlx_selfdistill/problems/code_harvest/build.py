@@ -46,7 +46,7 @@ def instruction(name: str, has_context: bool) -> str:
 
 
 def _lines(mod: Module, start: int, end: int) -> str:
-    return "\n".join(mod.source.splitlines()[start - 1:end])
+    return "\n".join(mod.lines[start - 1:end])
 
 
 def body_lines(mod: Module, fn: ast.FunctionDef) -> int:

@@ -50,7 +50,7 @@ def _annotation_nodes(node: ast.AST) -> set[int]:
 def free_names(node: ast.AST) -> set[str]:
     """Names a statement reads but does not bind itself (scopes approximated as one)."""
     skip = _annotation_nodes(node)
-    loads, stores = set(), set()
+    loads, stores, declared = set(), set(), set()
     for n in ast.walk(node):
         if id(n) in skip:
             continue
@@ -65,7 +65,9 @@ def free_names(node: ast.AST) -> set[str]:
         elif isinstance(n, ast.ExceptHandler) and n.name:
             stores.add(n.name)
         elif isinstance(n, (ast.Global, ast.Nonlocal)):
-            loads.update(n.names)
+            declared.update(n.names)  # assigned inside, yet bound outside: still free
+    stores -= declared
+    loads |= declared
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         # A def's own decorators and defaults run outside it; its name is bound by the def.
         outer = [*node.decorator_list]
@@ -101,7 +103,8 @@ class _Builder:
         self.seen: set = set()
         self.owner: dict = {}  # bound name -> key of the item binding it
         self.external: set = set()
-        self.setup_scanned: dict = {}  # module name -> number of items when last scanned
+        self.chars = 0
+        self.namespaces: dict = {}  # local name of a package module -> (module name, attributes used)
 
     def _add(self, item: _Item) -> None:
         for name in item.binds:
@@ -110,12 +113,16 @@ class _Builder:
                 raise ContextError("name clash", f"{name} is defined in two places the function reaches")
             self.owner[name] = item.key
         self.items.append(item)
+        self.chars += len(item.text)
+        if self.chars > MAX_CONTEXT_CHARS:  # stop early: a package's whole API can be reachable
+            raise ContextError("context too large", f"over {MAX_CONTEXT_CHARS} characters of helpers")
 
-    def need(self, mod: Module, names, stack=()) -> None:
+    def need(self, mod: Module, names, stack=(), user=None) -> None:
+        """Resolve the names `user` (a statement) reads in `mod`."""
         for name in sorted(names):
-            self.resolve(mod, name, stack)
+            self.resolve(mod, name, stack, user)
 
-    def resolve(self, mod: Module, name: str, stack=()) -> None:
+    def resolve(self, mod: Module, name: str, stack=(), user=None) -> None:
         stmt = mod.bindings.get(name)
         if stmt is None:
             if name in BUILTINS:
@@ -123,44 +130,41 @@ class _Builder:
             for star in mod.star_imports:
                 target = self.cb.modules.get(absolute_module(mod, star))
                 if target is not None and name in target.bindings:
-                    return self.resolve(target, name, stack)
+                    return self.resolve(target, name, stack, user)
             raise ContextError("unresolved name", f"{name} in {mod.path}")
         if isinstance(stmt, (ast.Import, ast.ImportFrom)):
-            return self._import(mod, stmt, name, stack)
+            return self._import(mod, stmt, name, stack, user)
         key = (mod.name, stmt.lineno, stmt.col_offset)
         if key in self.seen or key in stack:
             return
         self.seen.add(key)
-        self.need(mod, free_names(stmt), (*stack, key))
+        self.need(mod, free_names(stmt), (*stack, key), stmt)
         self._add(_Item(key, mod.segment(stmt), tuple(bound_names(stmt))))
 
-    def _import(self, mod: Module, stmt, name: str, stack) -> None:
+    def _import(self, mod: Module, stmt, name: str, stack, user) -> None:
         alias = next(a for a in stmt.names if (a.asname or a.name.split(".")[0]) == name)
         if isinstance(stmt, ast.ImportFrom):
             target_name = absolute_module(mod, stmt)
             if stmt.level or target_name.split(".")[0] in self.roots:
-                return self._package_import(mod, target_name, alias, name, stack)
+                return self._package_import(mod, target_name, alias, name, stack, user)
             if target_name == "__future__":
                 return
             text = f"from {target_name} import {alias.name}" + (f" as {alias.asname}" if alias.asname else "")
             root = target_name.split(".")[0]
         else:
             root = alias.name.split(".")[0]
-            if root in self.roots:
-                raise ContextError("uses a package module", f"import {alias.name} in {mod.path}")
+            if root in self.roots:  # `import pkg as p` / `import pkg.sub`: p.x binds the module's x
+                dotted = alias.name if alias.asname else root
+                return self._module_object(mod, name, self.cb.modules.get(dotted), stack, user)
             text = f"import {alias.name}" + (f" as {alias.asname}" if alias.asname else "")
         if root in NONDETERMINISTIC:
             raise ContextError("nondeterministic", f"imports {root}")
-        key = ("import", text)
-        if key not in self.seen:
-            self.seen.add(key)
-            self.external.add(root)
-            self._add(_Item(key, text, (name,)))
+        self._import_item(text, name, root)
 
-    def _package_import(self, mod: Module, target_name: str, alias, name: str, stack) -> None:
-        if f"{target_name}.{alias.name}" in self.cb.modules or (
-                not target_name and alias.name in self.cb.modules):
-            raise ContextError("uses a package module", f"{alias.name} from {target_name or '.'} in {mod.path}")
+    def _package_import(self, mod: Module, target_name: str, alias, name: str, stack, user) -> None:
+        submodule = f"{target_name}.{alias.name}" if target_name else alias.name
+        if submodule in self.cb.modules:  # `from . import utils`: a module used as an object
+            return self._module_object(mod, name, self.cb.modules[submodule], stack, user)
         target = self.cb.modules.get(target_name)
         if target is None:
             raise ContextError("unresolved name", f"module {target_name} (imported in {mod.path})")
@@ -170,6 +174,43 @@ class _Builder:
             if key not in self.seen:
                 self.seen.add(key)
                 self._add(_Item(key, f"{name} = {alias.name}", (name,)))
+
+    def _module_object(self, mod: Module, name: str, target, stack, user) -> None:
+        """A package module used as `name.attr`: ship each attribute it reads and, at the end,
+        bind `name` to a namespace of them. Any other use (passing the module around) drops."""
+        if target is None or user is None:
+            raise ContextError("uses a package module", f"{name} in {mod.path}")
+        loads = [n for n in ast.walk(user) if isinstance(n, ast.Name) and n.id == name]
+        attrs = {n.attr for n in ast.walk(user) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+                 and n.value.id == name and isinstance(n.ctx, ast.Load)}
+        bases = sum(1 for n in ast.walk(user) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+                    and n.value.id == name)
+        if len(loads) != bases or not attrs:
+            raise ContextError("uses a package module", f"{name} used as an object in {mod.path}")
+        known = self.namespaces.setdefault(name, (target.name, set()))
+        if known[0] != target.name:
+            raise ContextError("name clash", f"{name} names two package modules")
+        for attr in sorted(attrs - known[1]):
+            if f"{target.name}.{attr}" in self.cb.modules:
+                raise ContextError("uses a package module", f"{name}.{attr} in {mod.path}")
+            known[1].add(attr)
+            self.resolve(target, attr, stack, None)
+
+    def namespace_items(self) -> None:
+        if not self.namespaces:
+            return
+        self._import_item("import types", "types", "types")
+        for name, (module, attrs) in sorted(self.namespaces.items()):
+            fields = ", ".join(f"{a}={a}" for a in sorted(attrs))
+            self._add(_Item(("namespace", name), f"{name} = types.SimpleNamespace({fields})  # {module}, as used here",
+                            (name,)))
+
+    def _import_item(self, text: str, name: str, root: str) -> None:
+        key = ("import", text)
+        if key not in self.seen:
+            self.seen.add(key)
+            self.external.add(root)
+            self._add(_Item(key, text, (name,)))
 
     def import_time_setup(self) -> None:
         """Top-level calls and mutations that touch what is shipped (e.g. registering
@@ -194,7 +235,7 @@ class _Builder:
                             touched |= free_names(called)
                     if touched & shipped:
                         self.seen.add(key)
-                        self.need(mod, free_names(stmt) - shipped)
+                        self.need(mod, free_names(stmt) - shipped, (), stmt)
                         self.items.append(_Item(key, mod.segment(stmt), ()))
                         changed = True
 
@@ -213,8 +254,9 @@ def build_context(cb: Codebase, mod: Module, fn: ast.FunctionDef) -> Context:
     """The setup a function needs, or ContextError saying why it cannot have one."""
     b = _Builder(cb)
     b.owner[fn.name] = ("function",)
-    b.need(mod, free_names(fn), ((mod.name, fn.lineno, fn.col_offset),))
+    b.need(mod, free_names(fn), ((mod.name, fn.lineno, fn.col_offset),), fn)
     b.import_time_setup()
+    b.namespace_items()
     imports = [i.text for i in b.items if i.key[0] == "import"]
     rest = [i.text.strip("\n") for i in b.items if i.key[0] != "import"]
     code = "\n".join(imports) + ("\n\n" if imports and rest else "") + "\n\n".join(

@@ -13,6 +13,7 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import Optional
 
 from .tree import SourceTree
 
@@ -31,14 +32,24 @@ class Module:
     bindings: dict = field(default_factory=dict)  # name -> the top-level statement that binds it last
     star_imports: list = field(default_factory=list)
     functions: dict = field(default_factory=dict)  # name -> ast.FunctionDef (module level)
+    _lines: Optional[list] = field(default=None, repr=False)
 
     @property
     def package(self) -> str:
         """The package relative imports start from."""
         return self.name if self.path.endswith("__init__.py") else self.name.rpartition(".")[0]
 
-    def segment(self, node: ast.AST) -> str:
-        return ast.get_source_segment(self.source, node, padded=True) or ast.unparse(node)
+    @property
+    def lines(self) -> list[str]:
+        if self._lines is None:
+            self._lines = self.source.splitlines()
+        return self._lines
+
+    def segment(self, stmt: ast.stmt) -> str:
+        """A top-level statement's source as written, decorators included (whole lines:
+        ast.get_source_segment re-splits the file on every call, too slow for big modules)."""
+        start = min([d.lineno for d in getattr(stmt, "decorator_list", [])] + [stmt.lineno])
+        return "\n".join(self.lines[start - 1:stmt.end_lineno])
 
 
 def is_test_path(path: str) -> bool:

@@ -91,7 +91,8 @@ def actual_expr(node: ast.AST, target: Target, session: frozenset = frozenset())
     if target.is_target(node.func):
         if all(safe_arg(a) for a in node.args) and all(k.arg is not None and safe_arg(k.value)
                                                           for k in node.keywords):
-            return ast.Call(func=ast.Name(id=target.name, ctx=ast.Load()), args=node.args, keywords=node.keywords)
+            return ast.Call(func=ast.Name(id=target.name, ctx=ast.Load()), args=_spread(node.args),
+                            keywords=node.keywords)
         return None
     if (isinstance(node.func, ast.Name) and node.func.id in WRAPPERS and len(node.args) == 1
             and all(safe_arg(k.value) for k in node.keywords)):
@@ -99,6 +100,17 @@ def actual_expr(node: ast.AST, target: Target, session: frozenset = frozenset())
         if inner is not None:
             return ast.Call(func=node.func, args=[inner], keywords=node.keywords)
     return None
+
+
+def _spread(args: list) -> list:
+    """`f(*([1, 2], 3))` (a parametrize row spread into a call) as `f([1, 2], 3)`."""
+    out = []
+    for a in args:
+        if isinstance(a, ast.Starred) and isinstance(a.value, (ast.List, ast.Tuple)):
+            out.extend(a.value.elts)
+        else:
+            out.append(a)
+    return out
 
 
 def uses_session(node: ast.AST, session: frozenset) -> bool:

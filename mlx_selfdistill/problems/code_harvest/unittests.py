@@ -78,6 +78,10 @@ class TestModule:
                 if counts.get(name) == 1 and is_literal(stmt.value):
                     self.constants[name] = literal(stmt.value)
         self.local_defs = {s.name for s in mod.tree.body if isinstance(s, (ast.FunctionDef, ast.ClassDef))}
+        # `parametrize = pytest.mark.parametrize`, then `@parametrize(...)`
+        self.parametrize_names = {t.id for s in mod.tree.body if isinstance(s, ast.Assign)
+                                  and _decorator_name(s.value).endswith("mark.parametrize")
+                                  for t in s.targets if isinstance(t, ast.Name)}
 
     def _find(self, module: str, name: str, depth: int = 0) -> Optional[FnKey]:
         if (module, name) in self.functions:
@@ -284,7 +288,7 @@ class Walker:
         tables: list = []
         for d in fn.decorator_list:
             name = _decorator_name(d)
-            if name.endswith("mark.parametrize") and isinstance(d, ast.Call):
+            if (name.endswith("mark.parametrize") or name in self.tm.parametrize_names) and isinstance(d, ast.Call):
                 rows = _param_rows(d, self.tm)
                 if rows is None:
                     return
