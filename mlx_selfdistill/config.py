@@ -173,8 +173,9 @@ def merge(base: dict, override: dict, *, keep_none: bool = False) -> dict:
     flag left out) unless keep_none: in a YAML file, `problems: null` unsets the field."""
     out = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value, keep_none=keep_none)
+        if isinstance(value, dict) and (isinstance(out.get(key), dict) or not keep_none):
+            # A section the base lacks still drops its "not given" Nones (no preset, no file).
+            out[key] = merge(out[key] if isinstance(out.get(key), dict) else {}, value, keep_none=keep_none)
         elif value is not None or keep_none:
             out[key] = value
     return out

@@ -115,3 +115,14 @@ def test_unsafe_no_isolation_is_not_part_of_a_runs_identity():
 
     assert RunConfig(unsafe_no_isolation=True).identity() == RunConfig().identity()
     assert "unsafe_no_isolation" not in RunConfig().identity() and RunConfig().to_dict()["unsafe_no_isolation"] is False
+
+
+def test_flags_left_out_keep_the_defaults_without_a_preset_or_file():
+    """`run --method rft --model tiny --problems X` (no preset, no file): a section's flags that
+    were not given (None) must not overwrite its defaults (eval.temperature was set to None)."""
+    config = resolve_config(overrides={"method": "rft", "model": "tiny", "problems": "toy:train:4",
+                                       "sample": {"n": 2, "temperature": None, "top_k": None},
+                                       "eval": {"problems": "toy:heldout:2", "temperature": None}})
+    assert config.sample.n == 2 and config.eval.problems == "toy:heldout:2"
+    assert config.eval.temperature == RunConfig().eval.temperature is not None
+    assert config.sample.temperature == RunConfig().sample.temperature is not None

@@ -20,6 +20,19 @@ class _Command(click.Command):
         formatter.write(_sources_help() + "\n")
 
 
+def harvest_table(report):
+    """A code: harvest's counts: what was found, kept, and dropped for which reason."""
+    rows = [["package", f"{report.package} {report.version}".strip()],
+            ["files (tests)", f"{report.files} ({report.test_files})"],
+            ["functions", report.functions], ["found (with literal tests)", report.found], ["kept", report.kept],
+            *[[f"dropped: {k}", v] for k, v in report.dropped.items()],
+            ["kept tests", f"{report.tests.get('visible', 0)} visible, {report.tests.get('hidden', 0)} hidden"],
+            ["splits", ", ".join(f"{k}: {v}" for k, v in report.splits.items())]]
+    if report.skipped_files:
+        rows.append(["skipped files", ", ".join(f"{p} ({why})" for p, why in report.skipped_files[:5])])
+    return table(f"harvest: {report.origin}", ["", "count"], rows)
+
+
 @click.command(cls=_Command)
 @click.argument("source")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N problems.")
@@ -38,16 +51,25 @@ def problems(source, limit, cache_dir, as_json, dump):
     bar: dict = {}
 
     def on_progress(done, total):
-        # Only loaders with slow work (EvalPlus expected outputs) report progress.
+        # Only loaders with slow work (EvalPlus expected outputs, a harvest's sandbox check) report progress.
         if not bar:
             bar["progress"] = Progress(console=console, transient=True)
             bar["progress"].start()
-            bar["task"] = bar["progress"].add_task("computing expected outputs", total=total)
+            bar["task"] = bar["progress"].add_task(label, total=total)
         bar["progress"].update(bar["task"], completed=done)
 
+    code_spec = source.strip().lower().startswith("code:")
+    label = "checking references in the sandbox" if code_spec else "computing expected outputs"
+    harvest = None
     try:
         with collect_skips() as skipped:
-            items = load_problems(source, cache_dir=cache_dir, limit=limit, progress=on_progress)
+            if code_spec:  # a harvest has a report worth showing: found, kept, dropped by reason
+                from ..problems.code_harvest import harvest_spec
+
+                harvest, items = harvest_spec(source.strip()[5:], cache_dir=cache_dir, progress=on_progress)
+                items = items[:limit] if limit else items
+            else:
+                items = load_problems(source, cache_dir=cache_dir, limit=limit, progress=on_progress)
     finally:
         if bar:
             bar["progress"].stop()
@@ -59,8 +81,11 @@ def problems(source, limit, cache_dir, as_json, dump):
         return
     info = summarize(items)
     if as_json:
-        print_json({"source": source, **info, "skipped": len(skipped), "skipped_reasons": skipped})
+        print_json({"source": source, **info, "skipped": len(skipped), "skipped_reasons": skipped,
+                    **({"harvest": harvest.report.to_dict()} if harvest else {})})
         return
+    if harvest is not None:
+        out.print(harvest_table(harvest.report))
     rows = [["problems", info["count"]], ["first ids", ", ".join(info["ids"])],
             ["styles", ", ".join(f"{k}: {v}" for k, v in info["styles"].items())],
             ["test types", ", ".join(f"{k}: {v}" for k, v in info["test_types"].items())],

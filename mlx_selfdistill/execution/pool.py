@@ -32,6 +32,7 @@ from ..errors import UserError
 from ..records import Problem, Sample, Verdict
 from . import seatbelt
 from .grading import Plan, grade, plan_tests
+from .program import program
 from .protections import AREAS, entry, refusal
 
 WORKER_SCRIPT = str(Path(__file__).with_name("worker.py"))
@@ -325,6 +326,7 @@ class SandboxPool:
         """(the job line for a worker, its queue entry)."""
         problem, code, index = job
         plan, fields = self._plan(problem)
+        code = program(problem, code)  # with the problem's setup, when it has one
         line = '{"id": %d, "code": %s, %s\n' % (position, json.dumps(code, ensure_ascii=True), fields)
         return line.encode("ascii"), (position, plan, problem.id, index)
 

@@ -17,6 +17,7 @@ from ..errors import DataError, UserError
 from ..records import Problem
 from . import hub
 from .apps import load_apps
+from .code_harvest import load_code
 from .evalplus import load_evalplus
 from .humaneval import load_humaneval
 from .livecodebench import load_livecodebench, version_files
@@ -52,6 +53,9 @@ SOURCES = [
     SourceInfo("apps[:test|train]", "APPS (default: test)", "codeparrot/apps"),
     SourceInfo("rstar:seed_sft", "rStar-Coder seed problems with seed_testcase tests (large; use --limit)",
                RSTAR_REPO),
+    SourceInfo("code:PATH[:train|validation|test]", "functions with docstrings and literal tests harvested from a "
+               "Python codebase (source folder, installed package folder or sdist), each reference checked in the "
+               "sandbox; split by file", "local (offline)"),
     SourceInfo("FORMAT:PATH", "a local file (.jsonl, .jsonl.gz, .json, .parquet) in FORMAT: humaneval, "
                "humaneval+, mbpp, mbpp+, livecodebench, apps, rstar, jsonl", "local"),
     SourceInfo("mbpp:PATH:SPLIT", "the MBPP split of a local MBPP file by task_id: train (601-974), "
@@ -247,6 +251,8 @@ def load_problems(spec: str, *, cache_dir=None, limit: Optional[int] = None,
     name = _ALIASES.get(head.lower(), head.lower())
     if name == "toy":
         problems = load_toy(rest, limit=limit)
+    elif name == "code":
+        problems = load_code(rest, cache_dir=cache_dir, progress=progress)
     elif name in FORMATS and rest and _names_a_path(rest):
         rest, split = _split_suffix(name, rest)
         problems = _load_file(name, Path(rest).expanduser(), cache_dir=cache_dir, limit=limit, progress=progress,
