@@ -85,12 +85,13 @@ def _hub_snapshot(repo_id: str) -> Path | None:
 
 
 def adapter_identity(adapter: str | os.PathLike) -> str:
-    """'FOLDER@sha256:HEX' over the adapter's weights and the fields that load them."""
+    """'adapter@sha256:HEX' over the adapter's weights and the fields that load them (not its
+    path: the same adapter copied elsewhere makes the same samples)."""
     folder = Path(adapter).expanduser()
     config = json.loads((folder / "adapter_config.json").read_text())
     loading = {k: config.get(k) for k in ADAPTER_LOAD_FIELDS}
     weights = file_digest(folder / "adapters.safetensors")
-    return f"{folder}@sha256:{digest_json({'weights': weights, 'config': loading})}"
+    return f"adapter@sha256:{digest_json({'weights': weights, 'config': loading})}"
 
 
 def problems_identity(problems: Sequence) -> dict:
