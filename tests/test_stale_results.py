@@ -143,3 +143,19 @@ def test_issue_reproduction_tiny_then_smollm2_in_the_same_out(tmp_path, capsys):
     smol = _printed(capsys)["base"]
     assert smol["model_identity"].startswith(str(SMOLLM2)) and smol["work_dir"] != tiny["work_dir"]
     assert _completions(smol) != _completions(tiny)
+
+
+def test_bench_records_what_each_number_belongs_to_and_never_reuses_samples(tmp_path, capsys):
+    args = ["bench", "--problems", "toy:heldout:2", "-n", "1", "--trials", "1", "--max-tokens", "16",
+            "--decode-tokens", "4", "--idle-seconds", "0", "--workers", "1", "--out", str(tmp_path / "b"), "--json"]
+    assert main_exit([*args, "--model", "tiny"]) == 0
+    first = _printed(capsys)
+    other = perturbed_tiny(tmp_path / "other")
+    assert main_exit([*args, "--model", str(other)]) == 0
+    second = _printed(capsys)
+    saved = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert saved["models"]["base"]["model_identity"] == second["models"]["base"]["model_identity"] \
+        == model_identity(str(other)) != first["models"]["base"]["model_identity"]
+    assert saved["config"]["problems_identity"] == problems_identity(load_problems("toy:heldout:2"))
+    record = json.loads((tmp_path / "b" / "base" / "samples.jsonl").read_text().splitlines()[0])
+    assert record["model"] == model_identity(str(other))
