@@ -39,3 +39,16 @@ def test_no_pass_at_1_caption_when_nothing_is_evaluated(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0 and "training samples: T=1" in out
     assert "pass@1 sampling" not in out and "None" not in out
+
+
+def test_an_mbpp_task_named_after_a_builtin_loads(tmp_path):
+    """The real MBPP's task 126 defines `sum`: the whole file failed to load at its line."""
+    row = {"text": "Write a python function to find the sum of common divisors of two given numbers.",
+           "code": "def sum(a,b): \r\n    s = 0\r\n    for i in range (1,min(a,b)): \r\n        if (a % i == 0 and "
+                   "b % i == 0): \r\n            s += i \r\n    return s", "task_id": 126, "test_setup_code": "",
+           "test_list": ["assert sum(10,15) == 6", "assert sum(100,150) == 93", "assert sum(4,6) == 3"],
+           "challenge_test_list": []}
+    path = tmp_path / "mbpp.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    [problem] = load_problems(f"mbpp:{path}")
+    assert problem.entry_point == "sum" and problem.tests[0] == {"type": "call", "input": [10, 15], "output": 6}

@@ -20,6 +20,21 @@ def mbpp_prompt(text: str, first_test: str) -> str:
     return f"{text.strip()}\nYour code should pass this test:\n{first_test.strip()}"
 
 
+def _defined_and_called(code, test_list: list[str]) -> str | None:
+    """A function the reference solution defines and the asserts call: the entry point of a task
+    that names its function after a builtin (MBPP 126 defines `sum`), which the asserts alone
+    cannot tell from a builtin call."""
+    import ast
+
+    try:
+        defined = [n.name for n in ast.parse(code or "").body if isinstance(n, ast.FunctionDef)]
+        called = {n.func.id for t in test_list for n in ast.walk(ast.parse(t))
+                  if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    except SyntaxError:
+        return None
+    return next((name for name in defined if name in called), None)
+
+
 def load_mbpp(path: str | Path, *, source: str = "mbpp") -> list[Problem]:
     problems = []
     for line, row in iter_rows(path):
@@ -29,7 +44,7 @@ def load_mbpp(path: str | Path, *, source: str = "mbpp") -> list[Problem]:
         test_list = field(row, "test_list", path, line, list)
         if not test_list or not all(isinstance(t, str) for t in test_list):
             raise DataError(path, "expected a non-empty list of assert strings", line=line, field="test_list")
-        entry = entry_point_from_asserts(test_list)
+        entry = entry_point_from_asserts(test_list) or _defined_and_called(row.get("code"), test_list)
         if entry is None:
             raise DataError(path, "cannot find the tested function's name in the asserts", line=line,
                             field="test_list")
