@@ -159,3 +159,20 @@ def test_bench_records_what_each_number_belongs_to_and_never_reuses_samples(tmp_
     assert saved["config"]["problems_identity"] == problems_identity(load_problems("toy:heldout:2"))
     record = json.loads((tmp_path / "b" / "base" / "samples.jsonl").read_text().splitlines()[0])
     assert record["model"] == model_identity(str(other))
+
+
+def test_a_gguf_is_hashed_once_per_version(tmp_path, monkeypatch):
+    """A 1 GB GGUF must not be re-hashed on every call: the digest is kept per (path, size, mtime)."""
+    from mlx_selfdistill.export import export_gguf
+    from mlx_selfdistill.fingerprint import file_digest
+
+    monkeypatch.setenv("MLX_SELFDISTILL_GGUF_CACHE", str(tmp_path / "cache"))
+    gguf = tmp_path / "m.gguf"
+    export_gguf("tiny", gguf, out_type="q8_0")
+    real = file_digest(gguf)
+    assert model_identity(str(gguf)) == f"{gguf}@sha256:{real}"
+    [memo] = (tmp_path / "cache" / "sha256").iterdir()
+    memo.write_text("0" * 64)  # what a second call reads instead of hashing the file again
+    assert model_identity(str(gguf)) == f"{gguf}@sha256:{'0' * 64}"
+    os.utime(gguf, ns=(gguf.stat().st_atime_ns, gguf.stat().st_mtime_ns + 10**9))  # a new version
+    assert model_identity(str(gguf)) == f"{gguf}@sha256:{real}"
