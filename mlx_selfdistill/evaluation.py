@@ -58,8 +58,9 @@ def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, 
                    model_id: str | None = None, subfolder_per_key: bool = False) -> dict:
     """Sample n per problem, verify in the sandbox, summarise. Resumes from work_dir's files.
 
-    `model` is a model spec (path, hub id, 'tiny') or a loaded (model, tokenizer) pair; a loaded
-    pair needs `model_id` (fingerprint.model_identity of what was loaded).
+    `model` is a model spec (path, hub id, 'tiny') or a loaded (model, tokenizer) pair; pass a
+    loaded pair's `model_id` (fingerprint.model_identity of its spec) where known, else its weights
+    are hashed (fingerprint.loaded_identity).
     `prompt_style` names the prompt (prompts/styles.py), e.g. 'evalplus' for figures
     comparable with the EvalPlus leaderboard.
 
@@ -68,15 +69,14 @@ def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, 
     or, with `subfolder_per_key`, the evaluation goes to work_dir/<key> beside the others.
     """
     from .execution import verify_into_file
-    from .fingerprint import claim, evaluation_key, model_identity, short
+    from .fingerprint import claim, evaluation_key, loaded_identity, model_identity, short
     from .prompts import get_style
     from .records import Sample, in_key_order, read_records
     from .sampling import sample_problems
 
     if isinstance(model, tuple):
-        if model_id is None:
-            raise ValueError("evaluate_model: a loaded (model, tokenizer) pair needs model_id")
         loaded = model
+        model_id = model_id or loaded_identity(*loaded)
     else:
         from .models import load_model
 
@@ -111,14 +111,16 @@ def temperature_sweep(model, problems: Sequence[Problem], temperatures: Sequence
     """Evaluate at each temperature; report every result and the best temperature by pass@1."""
     if not temperatures:
         raise UserError("temperature sweep needs at least one temperature")
+    from .fingerprint import loaded_identity, model_identity
+
     loaded = model
     if not isinstance(model, tuple):
-        from .fingerprint import model_identity
         from .models import load_model
 
         adapter = kw.pop("adapter", None)
         kw["model_id"] = kw.get("model_id") or model_identity(model, adapter)
         loaded = load_model(model, adapter)
+    kw["model_id"] = kw.get("model_id") or loaded_identity(*loaded)  # once for every temperature
     results = {}
     for t in temperatures:
         results[f"{t:g}"] = evaluate_model(loaded, problems, work_dir=Path(work_dir) / f"T{t:g}", temperature=t, **kw)

@@ -73,6 +73,24 @@ def model_identity(spec, adapter: str | os.PathLike | None = None) -> str:
     return ident
 
 
+def loaded_identity(model, tokenizer) -> str:
+    """'loaded-model@sha256:HEX' of a model already in memory (weights, and the tokenizer's chat
+    template and vocabulary size, which shape the prompts), for callers that pass a loaded pair
+    without its spec. Reads every weight once: a spec's identity is cheaper."""
+    import mlx.core as mx
+    import numpy as np
+    from mlx.utils import tree_flatten
+
+    h = hashlib.sha256()
+    for name, value in sorted(tree_flatten(model.parameters()), key=lambda kv: kv[0]):
+        h.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+        array = value.view(mx.uint16) if value.dtype == mx.bfloat16 else value  # numpy has no bfloat16
+        h.update(memoryview(np.ascontiguousarray(np.array(array))).cast("B"))
+    h.update(str(getattr(tokenizer, "chat_template", "")).encode())
+    h.update(str(len(tokenizer.get_vocab()) if hasattr(tokenizer, "get_vocab") else "").encode())
+    return f"loaded-model@sha256:{h.hexdigest()}"
+
+
 def _hub_snapshot(repo_id: str) -> Path | None:
     """The local snapshot folder of a downloaded hub model (no network), else None."""
     try:

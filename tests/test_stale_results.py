@@ -176,3 +176,15 @@ def test_a_gguf_is_hashed_once_per_version(tmp_path, monkeypatch):
     assert model_identity(str(gguf)) == f"{gguf}@sha256:{'0' * 64}"
     os.utime(gguf, ns=(gguf.stat().st_atime_ns, gguf.stat().st_mtime_ns + 10**9))  # a new version
     assert model_identity(str(gguf)) == f"{gguf}@sha256:{real}"
+
+
+def test_a_loaded_pair_without_its_spec_is_identified_by_its_weights(tmp_path):
+    from mlx_selfdistill.models import load_model
+
+    problems = load_problems("toy:heldout:2")
+    kw = dict(n=1, max_tokens=16, seed=1)
+    first = evaluate_model(load_model("tiny"), problems, work_dir=tmp_path / "w", **kw)
+    assert first["model_identity"].startswith("loaded-model@sha256:")
+    assert evaluate_model(load_model("tiny"), problems, work_dir=tmp_path / "w", **kw)["pass_at_1"] == first["pass_at_1"]
+    with pytest.raises(UserError, match="another model"):
+        evaluate_model(load_model(str(perturbed_tiny(tmp_path / "o"))), problems, work_dir=tmp_path / "w", **kw)
