@@ -4,8 +4,8 @@ A cached or resumed result is reused only when everything that made it is the sa
 spec (a path, a GGUF file, `ollama:NAME`) can name other weights tomorrow, so a model is
 identified by the content of its weights, not by its name: a GGUF or Ollama blob by the file's
 sha256 (memoized per path, size and mtime, so a 1 GB file is hashed once per version), a model
-folder by the hashes of its config and weight files, a hub id by the id (its files are not
-here to hash). An adapter is identified by its weights and the settings that load it; a problem
+folder by the hashes of its config, tokenizer and weight files, a hub id by its downloaded
+snapshot's files (by the id alone before it is downloaded). An adapter is identified by its weights and the settings that load it; a problem
 set by its ids and the hash of its content.
 
 `differences(old, new)` names what changed between two keys, for one-line refusals.
