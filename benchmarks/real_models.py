@@ -156,7 +156,10 @@ def run_style(loaded, problems, style: str, args) -> dict:
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     # seed 0 pinned: greedy ignores it, but resumed samples must carry the same settings
+    from mlx_selfdistill.fingerprint import model_identity
+
     result = evaluate_model(loaded, problems, work_dir=work, n=1, temperature=0.0, seed=0,
+                            model_id=model_identity(args.model),
                             max_tokens=args.max_tokens, workers=args.workers, timeout_s=args.timeout, prompt_style=style,
                             progress=_ticker(style), sampling_kw={"stats": stats, "max_batch": args.max_batch})
     seconds = time.perf_counter() - t0

@@ -31,6 +31,8 @@ How it measures, and why:
 - **The teacher** is a different model with its own tokenizer, measured in the same schedule
   with the same problems, seeds and decoding, so its J per solve, pass@1 per watt and tokens/s
   sit beside the student's on equal terms: what distilling saves per solved problem.
+- **Nothing is reused**: every bench samples afresh, and bench.json records what each number
+  belongs to (each model's identity, the hash of its weights; the problems' ids and content hash).
 - **Memory** per model: all models stay resident, so MLX's raw peak during one model's slot
   also counts the others' weights. The reported peak is that model's weights plus the most its
   own phases (speed loop, sampling) allocated above what was resident when its slot began: what
@@ -291,6 +293,7 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, teacher: str |
     import mlx.core as mx
 
     from .execution import SandboxPool, verify_samples
+    from .fingerprint import model_identity, problems_identity
     from .models import load_model, model_name, prompt_tokens
     from .platform_info import environment
     from .problems import load_problems
@@ -330,9 +333,11 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, teacher: str |
     step("idle baseline done")
 
     # 2. Load every model (kept resident so the trials can alternate between them).
-    loaded, runs = {}, {}
+    loaded, runs, identities = {}, {}, {}
     for label in labels:
         spec = teacher if label == "teacher" else model
+        # What the numbers belong to: the weights' hashes, recorded in bench.json and every sample.
+        identities[label] = model_identity(spec, adapter if label == "distilled" else None)
         m, tok = load_model(spec, adapter if label == "distilled" else None)
         if label == "distilled" and fuse:
             fuse_in_memory(m)
@@ -373,7 +378,7 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, teacher: str |
                 meter.start()
                 t0 = time.perf_counter()
                 samples = sample_problems(m, tok, chunk, n=n, max_tokens=max_tokens, seed=seed, group=None,
-                                          model_name=run.spec + (f"+{adapter}" if run.adapter else ""),
+                                          model_name=identities[label],
                                           on_sample=(lambda s: on_sample({"advance": 1, "total": len(chunk) * n}))
                                           if on_sample else None, **sampling_kw)
                 run.sample_seconds.append(time.perf_counter() - t0)
@@ -402,15 +407,16 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, teacher: str |
     for e in executed:  # seconds since the first trial began, readable in bench.json
         e["start_s"], e["end_s"] = round(e["start_s"] - t_origin, 4), round(e["end_s"] - t_origin, 4)
 
-    models = {label: model_block(runs[label], problem_list, n=n, idle=idle, bandwidth_gbs=bandwidth)
-              for label in labels}
+    models = {label: {**model_block(runs[label], problem_list, n=n, idle=idle, bandwidth_gbs=bandwidth),
+                      "model_identity": identities[label]} for label in labels}
     result: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "config": {"model": model_name(model), "adapter": adapter, "fused_adapter": bool(adapter and fuse),
                    "teacher": model_name(teacher) if teacher else None,
                    "problems": problems if isinstance(problems, str) else f"<{len(problem_list)} problems>",
-                   "num_problems": len(problem_list), "n": n, "trials": trials, "temperature": temperature,
+                   "num_problems": len(problem_list), "problems_identity": problems_identity(problem_list),
+                   "n": n, "trials": trials, "temperature": temperature,
                    "top_k": top_k, "top_p": top_p, "min_p": min_p, "max_tokens": max_tokens, "seed": seed,
                    "idle_seconds": idle_seconds, "decode_tokens": decode_tokens, "speed_repeats": speed_repeats,
                    "raw_prompt": style == "raw", "prompt_style": style,

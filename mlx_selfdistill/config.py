@@ -88,8 +88,22 @@ class RunConfig:
             raise UserError(f"unknown method {self.method!r}: use one of {', '.join(METHODS)}")
         if not isinstance(self.rounds, int) or self.rounds < 1:
             raise UserError("rounds must be a positive integer")
-        if self.sample.n < 1:
-            raise UserError("sample.n must be at least 1")
+        for where, settings in (("sample", self.sample), ("eval", self.eval)):
+            if settings.n < 1 or settings.max_tokens < 1:
+                raise UserError(f"{where}.n and {where}.max_tokens must be at least 1")
+        self._check_train_and_filter()
+
+    def _check_train_and_filter(self) -> None:
+        """The train and filter sections as the stages will read them, so a bad value fails now,
+        not after sampling and verification."""
+        from .config_types import check_section
+        from .filtering import FilterConfig
+        from .training.config import TrainConfig
+
+        self.train = check_section(TrainConfig, self.train or {}, "train")
+        self.filter = check_section(FilterConfig, self.filter or {}, "filter")
+        TrainConfig(**{"seed": self.sample.seed, **self.train})
+        FilterConfig(**{**self.filter_defaults(), **self.filter})
 
     def filter_defaults(self) -> dict:
         """The filters a method implies, before the user's own filter settings."""
@@ -125,12 +139,14 @@ def unknown_fields(cls, values: dict) -> tuple[list[str], list[str]]:
 
 
 def _build(cls, values: dict, where: str):
+    from .config_types import coerce_fields
+
     if not isinstance(values, dict):
         raise UserError(f"config section '{where}' must be a mapping")
     unknown, names = unknown_fields(cls, values)
     if unknown:
         raise UserError(f"unknown key '{unknown[0]}' in config section '{where}': valid keys are {', '.join(names)}")
-    return cls(**values)
+    return cls(**coerce_fields(cls, values, "" if where == "top level" else where))
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -174,8 +190,8 @@ def merge(base: dict, override: dict, *, keep_none: bool = False) -> dict:
     out = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and (isinstance(out.get(key), dict) or not keep_none):
-            # A section the base lacks still drops its "not given" Nones (no preset, no file).
-            out[key] = merge(out[key] if isinstance(out.get(key), dict) else {}, value, keep_none=keep_none)
+            # a section of flags all left out adds nothing (its None values are "not given")
+            out[key] = merge(out.get(key) or {}, value, keep_none=keep_none)
         elif value is not None or keep_none:
             out[key] = value
     return out

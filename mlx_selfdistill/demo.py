@@ -19,7 +19,8 @@ DEMO_METHODS = {"rft": "tiny-rft", "ssd": "tiny-ssd"}
 
 
 def run_demo(runs_dir: str | Path = "runs", *, methods=("rft", "ssd"), fresh: bool = False,
-             overrides: dict | None = None, progress: Progress = None) -> dict:
+             overrides: dict | None = None, assignments=(), progress: Progress = None) -> dict:
+    """Both methods from their presets; `assignments` ('KEY=VALUE', as `run --set`) change both."""
     t0 = time.time()
     runs_dir = Path(runs_dir)
     results: dict = {}
@@ -28,7 +29,8 @@ def run_demo(runs_dir: str | Path = "runs", *, methods=("rft", "ssd"), fresh: bo
         name = f"demo-{method}"
         if fresh and (runs_dir / name).exists():
             shutil.rmtree(runs_dir / name)
-        config = resolve_config(preset_name=DEMO_METHODS[method], overrides={"name": name, **(overrides or {})})
+        config = resolve_config(preset_name=DEMO_METHODS[method], overrides={"name": name, **(overrides or {})},
+                                assignments=assignments)
         base_dir = runs_dir / name / "base"
         if first_base is not None and not base_dir.exists():
             # Same base model, same evaluation settings: reuse the first method's base evaluation.

@@ -54,42 +54,56 @@ def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, 
                    min_p: float = EVAL.min_p, max_tokens: int = EVAL.max_tokens, seed: int = EVAL.seed,
                    ks: Iterable[int] = (1,), workers=None,
                    timeout_s: float = 5.0, progress=None, prompt_style: str | None = None,
-                   sampling_kw: dict | None = None, unsafe_no_isolation: bool = False) -> dict:
+                   sampling_kw: dict | None = None, unsafe_no_isolation: bool = False,
+                   model_id: str | None = None, subfolder_per_key: bool = False) -> dict:
     """Sample n per problem, verify in the sandbox, summarise. Resumes from work_dir's files.
 
-    `model` is a model spec (path, hub id, 'tiny') or a loaded (model, tokenizer) pair.
+    `model` is a model spec (path, hub id, 'tiny') or a loaded (model, tokenizer) pair; pass a
+    loaded pair's `model_id` (fingerprint.model_identity of its spec) where known, else its weights
+    are hashed (fingerprint.loaded_identity).
     `prompt_style` names the prompt (prompts/styles.py), e.g. 'evalplus' for figures
     comparable with the EvalPlus leaderboard.
+
+    work_dir is keyed (fingerprint.evaluation_key: model, problems, prompt, sampling, timeout):
+    files made with anything else are never reused. A work_dir holding another key is refused,
+    or, with `subfolder_per_key`, the evaluation goes to work_dir/<key> beside the others.
     """
     from .execution import verify_into_file
+    from .fingerprint import claim, evaluation_key, loaded_identity, model_identity, short
     from .prompts import get_style
     from .records import Sample, in_key_order, read_records
     from .sampling import sample_problems
 
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    samples_path = work_dir / "samples.jsonl"
     if isinstance(model, tuple):
         loaded = model
+        model_id = model_id or loaded_identity(*loaded)
     else:
         from .models import load_model
 
+        model_id = model_id or model_identity(model, adapter)
         loaded = load_model(model, adapter)
+    style = get_style(prompt_style, raw=bool((sampling_kw or {}).get("raw_prompt")))
+    sampling = {"n": n, "temperature": temperature, "top_k": top_k, "top_p": top_p, "min_p": min_p,
+                "max_tokens": max_tokens, "seed": seed}
+    key = evaluation_key(model_id, problems, prompt_style=style.name, sampling=sampling, timeout_s=timeout_s)
+    work_dir = Path(work_dir) / short(key) if subfolder_per_key else Path(work_dir)
+    claim(work_dir, key, hint="use another output folder or delete it")
+    samples_path = work_dir / "samples.jsonl"
     total = 2 * len(problems) * n  # each sample is drawn, then verified
     tick = (lambda *_: progress({"advance": 1, "total": total})) if progress else None
     sample_problems(
         loaded[0], loaded[1], list(problems), n=n, temperature=temperature, top_k=top_k, top_p=top_p,
         min_p=min_p, max_tokens=max_tokens, seed=seed, out_path=samples_path, on_sample=tick,
-        prompt_style=prompt_style, **(sampling_kw or {}),
+        prompt_style=prompt_style, model_name=model_id, **(sampling_kw or {}),
     )
     samples = in_key_order(read_records(samples_path, Sample))  # file order depends on resumes
     verdicts, _ = verify_into_file(list(problems), samples, work_dir / "verdicts.jsonl", workers=workers,
                                    timeout_s=timeout_s, on_result=tick, unsafe_no_isolation=unsafe_no_isolation)
     result = evaluate_verdicts(problems, verdicts, ks, seed=seed)
-    result["sampling"] = {"n": n, "temperature": temperature, "top_k": top_k, "top_p": top_p, "min_p": min_p,
-                          "max_tokens": max_tokens, "seed": seed}
-    result["prompt_style"] = get_style(prompt_style, raw=bool((sampling_kw or {}).get("raw_prompt"))).name
+    result["sampling"] = sampling
+    result["prompt_style"] = style.name
     result["mean_output_tokens"] = sum(s.num_tokens for s in samples) / max(1, len(samples))
+    result["model_identity"], result["work_dir"] = model_id, str(work_dir)
     return result
 
 
@@ -97,11 +111,16 @@ def temperature_sweep(model, problems: Sequence[Problem], temperatures: Sequence
     """Evaluate at each temperature; report every result and the best temperature by pass@1."""
     if not temperatures:
         raise UserError("temperature sweep needs at least one temperature")
+    from .fingerprint import loaded_identity, model_identity
+
     loaded = model
     if not isinstance(model, tuple):
         from .models import load_model
 
-        loaded = load_model(model, kw.pop("adapter", None))
+        adapter = kw.pop("adapter", None)
+        kw["model_id"] = kw.get("model_id") or model_identity(model, adapter)
+        loaded = load_model(model, adapter)
+    kw["model_id"] = kw.get("model_id") or loaded_identity(*loaded)  # once for every temperature
     results = {}
     for t in temperatures:
         results[f"{t:g}"] = evaluate_model(loaded, problems, work_dir=Path(work_dir) / f"T{t:g}", temperature=t, **kw)
@@ -112,21 +131,30 @@ def temperature_sweep(model, problems: Sequence[Problem], temperatures: Sequence
 def compare_models(model, adapter, problems_spec, out_dir, *, sweep=(), progress=None, **kw) -> dict:
     """Evaluate the base model and, with an adapter, the adapted one, on the same problems and
     seeds (side by side); with `sweep`, also each one's best decoding temperature."""
+    from .fingerprint import model_identity
     from .jsonl import write_json_atomic
     from .models import check_adapter, load_model
     from .problems import load_problems
 
     adapter = check_adapter(adapter)  # before spending time on the base model
     problems = load_problems(problems_spec)
+    if adapter:
+        from .overlap import warn_adapter_overlap
+
+        warn_adapter_overlap(adapter, problems, problems_spec)
     out_dir = Path(out_dir)
     results = {}
     for label, adapter_path in [("base", None)] + ([("adapter", adapter)] if adapter else []):
+        # Each evaluation in its own out_dir/label/<key>: another model, adapter, problem set or
+        # setting never resumes from (or reports) this one's samples.
+        model_id = model_identity(model, adapter_path)
         loaded = load_model(model, adapter_path)
-        res = evaluate_model(loaded, problems, work_dir=out_dir / label,
+        res = evaluate_model(loaded, problems, work_dir=out_dir / label, model_id=model_id, subfolder_per_key=True,
                              progress=stage_callback(progress, "eval", label), **kw)
         if sweep:
             sweep_kw = {k: v for k, v in kw.items() if k != "temperature"}
-            res["sweep"] = temperature_sweep(loaded, problems, sweep, work_dir=out_dir / label / "sweep", **sweep_kw)
+            res["sweep"] = temperature_sweep(loaded, problems, sweep, work_dir=Path(res["work_dir"]) / "sweep",
+                                             model_id=model_id, **sweep_kw)
         results[label] = res
     write_json_atomic(out_dir / "eval.json", results)
     return results

@@ -3,6 +3,7 @@
 A run is a directory:
 
     runs/NAME/config.json             the resolved config (a rerun must match it)
+    runs/NAME/inputs.json             the identities of its model(s) and problem sets (run_state.py)
     runs/NAME/base/eval.json          base model on the evaluation problems
     runs/NAME/round_1/samples.jsonl   ... verdicts.jsonl, train.jsonl, adapters/, eval/, eval.json
     runs/NAME/summary.json
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .config import RunConfig, with_added_defaults
+from .config import RunConfig
 from .errors import UserError
 from .filtering import FilterConfig, filter_samples, to_train_examples
 from .jsonl import write_json_atomic, write_jsonl_atomic
@@ -47,32 +48,26 @@ class Run:
     """One run directory and the config it was started with."""
 
     def __init__(self, config: RunConfig, runs_dir: str | Path = "runs", *, overwrite: bool = False):
+        from .run_state import open_run_dir, run_inputs
+
         self.config = config
         self.dir = Path(runs_dir) / config.name
-        from .models import resolve_model
-
-        for spec in (config.model, config.teacher):  # a typo must not leave a run dir behind
-            if spec:
-                resolve_model(spec)
-        self._check_config(overwrite)
         self._problems: dict[str, list[Problem]] = {}
         self._loaded: dict[tuple, tuple] = {}
+        self._identities: dict[tuple, str] = {}
+        # Models and problem sources resolve first: a typo must not leave a run dir behind.
+        inputs = run_inputs(config, self.problems)
+        self.status = open_run_dir(self.dir, config, inputs, overwrite=overwrite)
 
     # -- bookkeeping --------------------------------------------------------------------
-    def _check_config(self, overwrite: bool) -> None:
-        path = self.dir / "config.json"
-        wanted = self.config.identity()
-        if path.exists() and not overwrite:
-            try:
-                existing = with_added_defaults(json.loads(path.read_text()))
-            except json.JSONDecodeError:
-                raise UserError(f"{path}: corrupt run config; delete the run directory to start over") from None
-            if existing != wanted:
-                diff = sorted(k for k in set(existing) | set(wanted) if existing.get(k) != wanted.get(k))
-                raise UserError(f"{self.dir} was started with a different config (differs in: {', '.join(diff)}); "
-                                "use another --name, or --overwrite to replace it")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, wanted)
+    def identity(self, model: str, adapter: str | None = None) -> str:
+        """fingerprint.model_identity, once per (model, adapter) in this invocation."""
+        key = (model, adapter)
+        if key not in self._identities:
+            from .fingerprint import model_identity
+
+            self._identities[key] = model_identity(model, adapter)
+        return self._identities[key]
 
     def round_dir(self, r: int) -> Path:
         return self.dir / f"round_{r}"
@@ -133,7 +128,7 @@ class Run:
                             top_p=cfg.top_p, min_p=cfg.min_p, max_tokens=cfg.max_tokens,
                             seed=cfg.seed + 1000 * r, round=r, out_path=path, raw_prompt=cfg.raw_prompt,
                             max_batch=cfg.max_batch, max_kv_tokens=cfg.max_kv_tokens,
-                            model_name=model if adapter is None else f"{model}+{adapter}",
+                            model_name=self.identity(model, adapter),
                             on_sample=(lambda s: callback({"advance": 1})) if callback else None)
             existing = read_records(path, Sample, missing_ok=True)
         return in_key_order(existing)  # a resumed run appended them in another order
@@ -205,6 +200,7 @@ class Run:
                                "max_batch": self.config.sample.max_batch,
                                "max_kv_tokens": self.config.sample.max_kv_tokens})
         loaded = self.load(model, adapter)
+        kw["model_id"] = self.identity(model, adapter)
         result = evaluate_model(loaded, problems, work_dir=self.dir / label / "eval",
                                 temperature=cfg.temperature, **kw)
         result["model"], result["adapter"] = model, adapter
@@ -230,8 +226,21 @@ def _plain(obj):
 
 def run(config: RunConfig, runs_dir: str | Path = "runs", *, overwrite: bool = False,
         progress: Progress = None) -> dict:
-    """Run (or resume) all rounds; returns the summary also written to summary.json."""
+    """Run (or resume) all rounds; returns the summary also written to summary.json.
+
+    A finished run (summary.json present, config and inputs unchanged) returns its summary as
+    written, first timings included. Progress notes (resuming, finished, what --overwrite
+    removed, train/eval overlap) go to stderr."""
+    from .overlap import find_overlap, warn
+
     r_ = Run(config, runs_dir, overwrite=overwrite)
+    for line in r_.status.messages(r_.dir):
+        warn(line)
+    if r_.status.state == "finished":
+        return json.loads((r_.dir / "summary.json").read_text())
+    if config.eval.problems:
+        warn(find_overlap(r_.problems(config.problems), r_.problems(config.eval.problems))
+             .warning(f"--problems {config.problems}", f"--eval-problems {config.eval.problems}"))
     t_start = time.time()
     summary: dict = {"name": config.name, "method": config.method, "model": config.model,
                      "teacher": config.teacher, "rounds": [], "run_dir": str(r_.dir)}
@@ -264,7 +273,10 @@ def run(config: RunConfig, runs_dir: str | Path = "runs", *, overwrite: bool = F
         if verdicts:
             res.filter_stats["train_pass_rate"] = sum(v.passed for v in verdicts) / len(verdicts)
         summary["rounds"].append(res.__dict__)
-    summary["seconds"] = round(time.time() - t_start, 2)
+    # The work over every invocation (each stage's timing.json), not the seconds of finding it done.
+    summary["seconds"] = round(summary.get("base_eval_seconds", 0.0)
+                               + sum(sum(r["seconds"].values()) for r in summary["rounds"]), 2)
+    summary["invocation_seconds"] = round(time.time() - t_start, 2)
     if summary["rounds"] and summary["rounds"][-1]["eval"] and "base_eval" in summary:
         summary["base_pass_at_1"] = summary["base_eval"]["pass_at_1"]
         summary["distilled_pass_at_1"] = summary["rounds"][-1]["eval"]["pass_at_1"]

@@ -83,7 +83,7 @@ class Sample:
     completion: str
     code: str
     round: int = 0
-    model: str = ""
+    model: str = ""  # fingerprint.model_identity: 'NAME@sha256:HEX[+adapter@sha256:HEX]' ("" in older files)
     prompt_text: str = ""
     finish_reason: str = "stop"  # stop | length | runaway
     num_tokens: int = 0

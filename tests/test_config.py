@@ -68,7 +68,7 @@ def test_run_config_rejects_unknown_method_directly():
 
 def test_assignments_set_fields_to_none_and_typed_values(tmp_path):
     cfg = resolve_config(preset_name="tiny-rft", overrides={"eval": {"problems": None}},  # a flag left out
-                         assignments=["eval.problems=none", "teacher=tiny", "train.iters=7", "eval.ks=[1, 2]",
+                         assignments=["eval.problems=none", "teacher=tiny", "train.epochs=none", "train.iters=7", "eval.ks=[1, 2]",
                                       "sample.max_kv_tokens=4096", "sample.max_kv_tokens=null", "evaluate_base=false"])
     assert cfg.eval.problems is None and cfg.sample.max_kv_tokens is None
     assert cfg.teacher == "tiny" and cfg.train["iters"] == 7 and cfg.eval.ks == [1, 2] and cfg.evaluate_base is False

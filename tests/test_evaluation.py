@@ -1,6 +1,7 @@
 """Evaluation: verdicts -> pass@k numbers, and base vs adapter side by side on the tiny model."""
 
 import json
+from pathlib import Path
 import random
 
 import pytest
@@ -52,8 +53,9 @@ def test_base_and_adapter_side_by_side_with_a_temperature_sweep(tmp_path):
         assert res["sweep"]["best_pass_at_1"] == max(r["pass_at_1"] for r in res["sweep"]["results"].values())
         assert res["sweep"]["results"][f"{best:g}"]["pass_at_1"] == res["sweep"]["best_pass_at_1"]
     # Same seeds, different weights: the adapter's completions differ from the base's.
-    base = (tmp_path / "out" / "base" / "samples.jsonl").read_text()
-    adapted = (tmp_path / "out" / "adapter" / "samples.jsonl").read_text()
+    base = (Path(results["base"]["work_dir"]) / "samples.jsonl").read_text()
+    adapted = (Path(results["adapter"]["work_dir"]) / "samples.jsonl").read_text()
+    assert Path(results["base"]["work_dir"]).parent == tmp_path / "out" / "base"
     assert base != adapted
     assert json.loads((tmp_path / "out" / "eval.json").read_text())["adapter"]["pass_at_1"] == \
         results["adapter"]["pass_at_1"]

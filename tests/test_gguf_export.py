@@ -248,7 +248,7 @@ def test_cli_exports_and_fails_in_one_line(tmp_path):
                          text=True, cwd=ROOT, timeout=300)
     assert bad.returncode != 0
     errors = [line for line in bad.stderr.splitlines() if line.strip()]
-    assert errors == ["error: --type 'q3': choose one of f16, q8_0, bf16, f32"]
+    assert errors == ["error: --type 'q3': choose one of f16, q8_0, bf16, f32, q4_0, q4_1, q5_0, q5_1"]
     from mlx_selfdistill.commands.export import TYPES
     from mlx_selfdistill.export import OUT_TYPES
 

@@ -126,6 +126,7 @@ def test_killed_run_resumes_to_the_same_artefacts(tmp_path):
 def test_teacher_to_student_with_another_tokenizer_over_two_rounds(tmp_path):
     """The teacher samples, the student (its own tokenizer) trains; round 2 continues from
     round 1's fused student, so both the adapter and the fuse path are exercised."""
+    from mlx_selfdistill.fingerprint import model_identity
     from mlx_selfdistill.models import load_model, resolve_model
     from mlx_selfdistill.toy.build_model import build
 
@@ -141,7 +142,7 @@ def test_teacher_to_student_with_another_tokenizer_over_two_rounds(tmp_path):
     rd1, rd2 = (tmp_path / "runs" / "ts" / f"round_{r}" for r in (1, 2))
     for rd in (rd1, rd2):
         samples = [json.loads(line) for line in open(rd / "samples.jsonl")]
-        assert samples and all(s["model"] == "tiny" for s in samples)  # the teacher sampled
+        assert samples and all(s["model"] == model_identity("tiny") for s in samples)  # the teacher sampled
         kept = [json.loads(line) for line in open(rd / "train.jsonl")]
         passing = {(v["problem_id"], v["sample_index"]) for v in map(json.loads, open(rd / "verdicts.jsonl"))
                    if v["status"] == "pass"}

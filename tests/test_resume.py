@@ -46,6 +46,7 @@ def _outcome(run_dir: Path) -> dict:
     rd = run_dir / "round_1"
     evaluation = json.loads((rd / "eval.json").read_text())
     evaluation.pop("adapter")  # a path inside this run directory
+    evaluation.pop("work_dir")  # the same
     return {"adapter": (rd / "adapters" / "adapters.safetensors").read_bytes(),
             "train": (rd / "train.jsonl").read_text(), "eval": evaluation}
 

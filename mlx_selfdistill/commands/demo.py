@@ -15,13 +15,15 @@ from ._progress import StageProgress
 @click.option("--method", "methods", multiple=True, type=click.Choice(["rft", "ssd"]),
               help="Methods to run (default: both).")
 @click.option("--fresh", is_flag=True, help="Delete earlier demo runs first instead of resuming them.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Change a setting of both methods' runs (as `run --set`), e.g. --set eval.problems=toy:heldout:20.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @unsafe_option
-def demo(runs_dir, methods, fresh, as_json, unsafe_no_isolation):
+def demo(runs_dir, methods, fresh, assignments, as_json, unsafe_no_isolation):
     """Distil the embedded tiny model on the toy world; compare held-out pass@1 to the base."""
     methods = tuple(methods) or ("rft", "ssd")
     with StageProgress(json_stdout=as_json) as progress:
-        result = run_demo(runs_dir, methods=methods, fresh=fresh, progress=progress,
+        result = run_demo(runs_dir, methods=methods, fresh=fresh, progress=progress, assignments=assignments,
                           overrides={"unsafe_no_isolation": True} if unsafe_no_isolation else None)
     if as_json:
         print_json(result)

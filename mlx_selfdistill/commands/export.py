@@ -7,7 +7,7 @@ import click
 from ._common import out, print_json, table
 from ._progress import StageProgress
 
-TYPES = ("f16", "q8_0", "bf16", "f32")  # export.OUT_TYPES, spelled here so --help needs no gguf import
+TYPES = ("f16", "q8_0", "bf16", "f32", "q4_0", "q4_1", "q5_0", "q5_1")  # export.OUT_TYPES, spelled here so --help needs no gguf import
 
 
 @click.command()
@@ -19,15 +19,23 @@ TYPES = ("f16", "q8_0", "bf16", "f32")  # export.OUT_TYPES, spelled here so --he
 @click.option("--type", "out_type", default="f16", show_default=True, metavar="|".join(TYPES),
               help="Encoding of the weight matrices (norms and biases stay f32).")
 @click.option("--name", default=None, help="general.name in the file. [default: the model folder's name]")
+@click.option("--ollama", "ollama_name", metavar="NAME",
+              help="Also write an Ollama Modelfile beside the GGUF (template and stop tokens from the chat "
+                   "template) and print the `ollama create NAME` line.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def export(model_spec, adapter_path, gguf_path, out_type, name, as_json):
-    """Export a model (+ adapter) to one GGUF file, with its tokenizer and chat template."""
+def export(model_spec, adapter_path, gguf_path, out_type, name, ollama_name, as_json):
+    """Export a model (+ adapter) to one GGUF file, with its tokenizer and chat template.
+
+    The file runs in llama.cpp, in LM Studio (put it under ~/.lmstudio/models/PUBLISHER/NAME/) and in
+    Ollama (--ollama NAME writes the Modelfile)."""
     from ..export import export_gguf
 
     with StageProgress(json_stdout=as_json) as progress:
         result = export_gguf(model_spec, gguf_path, adapter=adapter_path, out_type=out_type, name=name,
-                             progress=progress)
+                             progress=progress, ollama=ollama_name)
     if as_json:
         print_json(result)
         return
-    out.print(table("export", ["", "value"], [[k, v] for k, v in result.items()]))
+    out.print(table("export", ["", "value"], [[k, v] for k, v in result.items() if k != "ollama_create"]))
+    if "ollama_create" in result:
+        out.print(f"Ollama: {result['ollama_create']}", markup=False, soft_wrap=True)

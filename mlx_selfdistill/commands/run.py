@@ -28,9 +28,12 @@ def round_rows(summary: dict) -> list[list]:
 
 
 def settings_caption(config) -> str:
-    """How the training samples and the evaluation (pass@1) were drawn."""
-    return (caption(config.sample.__dict__, "training samples") + "\n"
-            + caption(config.eval.__dict__, "pass@1 sampling"))
+    """How the training samples and the evaluation (pass@1) were drawn (no pass@1 line when
+    nothing is evaluated)."""
+    lines = [caption(config.sample.__dict__, "training samples")]
+    if config.eval.problems:
+        lines.append(caption(config.eval.__dict__, "pass@1 sampling"))
+    return "\n".join(lines)
 
 
 def _ci(result: dict) -> str:

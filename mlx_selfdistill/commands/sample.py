@@ -38,6 +38,7 @@ from ._common import console, out, print_json, table
 def sample(model_spec, adapter, problems_spec, limit, n, temperature, top_k, top_p, min_p, max_tokens, seed,
            stop, raw_prompt, max_batch, max_kv_tokens, round_, out_path, as_json):
     """Sample N candidate solutions per problem from a model."""
+    from ..fingerprint import model_identity
     from ..models import load_model, model_name
     from ..problems import load_problems
     from ..sampling import SamplingParams, sample_problems, summarize_samples
@@ -63,7 +64,7 @@ def sample(model_spec, adapter, problems_spec, limit, n, temperature, top_k, top
         samples = sample_problems(
             model, tokenizer, problems, n=n, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
             max_tokens=max_tokens, seed=seed, round=round_,
-            model_name=model_name(model_spec) + (f"+{adapter}" if adapter else ""), out_path=out_path,
+            model_name=model_identity(model_spec, adapter), out_path=out_path,
             on_sample=lambda s: progress.advance(task), on_tokens=on_tokens, raw_prompt=raw_prompt,
             stop=stop, max_batch=max_batch, max_kv_tokens=max_kv_tokens, stats=stats)
         progress.update(task, completed=len(problems) * n)

@@ -1,8 +1,8 @@
 """Write an MLX model folder (plus an optional LoRA adapter, fused in memory) as one GGUF file.
 
 `mlx_lm.fuse --export-gguf` writes fp16 llama/mistral only and no tokenizer; a distilled
-Qwen coder could not leave MLX. This writes llama, qwen2 and qwen3 models in F16, BF16, Q8_0
-or F32 with the metadata llama.cpp, Ollama and LM Studio need to run them unaided:
+Qwen coder could not leave MLX. This writes llama, qwen2 and qwen3 models in F16, BF16, Q8_0,
+Q4_0, Q4_1, Q5_0, Q5_1 or F32 with the metadata llama.cpp, Ollama and LM Studio need to run them unaided:
 hyperparameters, the tokenizer (tokens, merges, special ids, pre-tokenizer name) and the
 chat template.
 
@@ -32,10 +32,15 @@ __all__ = ["OUT_TYPES", "export_gguf"]
 
 
 def export_gguf(model_spec, out_path, *, adapter=None, out_type: str = "f16", name: str | None = None,
-                progress: Progress = None) -> dict:
-    """Export `model_spec` (+ `adapter`) to `out_path` as GGUF; returns a summary dict."""
+                progress: Progress = None, ollama: str | None = None) -> dict:
+    """Export `model_spec` (+ `adapter`) to `out_path` as GGUF; returns a summary dict. With
+    `ollama` (a model name), also an Ollama Modelfile beside it (export/ollama.py)."""
     started = time.perf_counter()
     out_type = check_out_type(out_type)
+    if ollama is not None:
+        from .ollama import check_name
+
+        check_name(ollama)  # before the export's minutes
     out = Path(out_path).expanduser()
     if not out.parent.is_dir():
         raise UserError(f"{out.parent}: no such directory; create it or choose another --gguf path")
@@ -76,11 +81,17 @@ def export_gguf(model_spec, out_path, *, adapter=None, out_type: str = "f16", na
     finally:
         writer.close()
         tmp.unlink(missing_ok=True)
-    return {"gguf": str(out), "model": str(folder), "adapter": str(adapter) if adapter else None,
-            "architecture": spec.arch, "type": out_type, "tensors": len(plan),
-            "tied_embeddings": spec.tied, "fused_layers": fused, "bytes": out.stat().st_size,
-            "pre_tokenizer": vocab["pre_tokenizer"], "vocab": vocab["tokens"],
-            "chat_template": vocab["chat_template"], "seconds": round(time.perf_counter() - started, 2)}
+    result = {"gguf": str(out), "model": str(folder), "adapter": str(adapter) if adapter else None,
+              "architecture": spec.arch, "type": out_type, "tensors": len(plan),
+              "tied_embeddings": spec.tied, "fused_layers": fused, "bytes": out.stat().st_size,
+              "pre_tokenizer": vocab["pre_tokenizer"], "vocab": vocab["tokens"],
+              "chat_template": vocab["chat_template"]}
+    if ollama is not None:
+        from .ollama import write_modelfile
+
+        result.update(write_modelfile(out, folder, ollama))
+    result["seconds"] = round(time.perf_counter() - started, 2)
+    return result
 
 
 def tensor_plan(params: dict, spec, out_type: str) -> list[tuple]:
@@ -91,7 +102,8 @@ def tensor_plan(params: dict, spec, out_type: str) -> list[tuple]:
         if spec.tied and mlx_name == "lm_head.weight":
             continue  # llama.cpp reuses token_embd for the output when output.weight is absent
         shape = tuple(value.shape)
-        plan.append((names(mlx_name), mlx_name, shape, tensor_type(out_type, shape)))
+        gguf_name = names(mlx_name)
+        plan.append((gguf_name, mlx_name, shape, tensor_type(out_type, shape, gguf_name)))
     return plan
 
 

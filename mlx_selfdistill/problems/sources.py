@@ -149,6 +149,12 @@ def _names_a_path(rest: str) -> bool:
     return _looks_like_path(rest) or bool(sep and head and _looks_like_path(head))
 
 
+def _is_format_prefix(text: str) -> bool:
+    """'mbppp' in 'mbppp:data.jsonl' is a misspelt format, not part of a path (a one-letter
+    prefix is a Windows drive)."""
+    return len(text) > 1 and re.fullmatch(r"[A-Za-z][\w+.-]*", text) is not None
+
+
 # --- hub ------------------------------------------------------------------------------------
 
 def _hint(fmt: str) -> str:
@@ -264,6 +270,12 @@ def load_problems(spec: str, *, cache_dir=None, limit: Optional[int] = None,
     elif Path(spec).expanduser().exists():
         path = Path(spec).expanduser()
         problems = _load_file(sniff_format(path), path, cache_dir=cache_dir, limit=limit, progress=progress)
+    elif _is_format_prefix(head) and rest and _looks_like_path(rest):
+        import difflib
+
+        close = difflib.get_close_matches(head.lower(), FORMATS, n=1)
+        hint = f"did you mean {close[0]}:{rest}? " if close else ""
+        raise UserError(f"unknown format {head!r} in {spec!r}: {hint}formats: {', '.join(FORMATS)}")
     elif _looks_like_path(spec):
         raise UserError(f"{spec}: no such file or folder")
     else:

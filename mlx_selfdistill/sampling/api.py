@@ -23,7 +23,7 @@ from .samplers import SamplingParams, sequence_seed
 from .stopping import RunawayConfig
 
 # Settings that change what a (problem_id, sample_index) is: a file must not mix them.
-IDENTITY_FIELDS = ("temperature", "top_k", "top_p", "min_p", "seed")
+IDENTITY_FIELDS = ("temperature", "top_k", "top_p", "min_p", "seed", "max_tokens")
 
 
 def read_samples(path: os.PathLike) -> list[Sample]:
@@ -31,19 +31,23 @@ def read_samples(path: os.PathLike) -> list[Sample]:
     return read_records(path, Sample)
 
 
-def _existing(path: Optional[Path], sampling: dict, style: str = "") -> dict:
+def _existing(path: Optional[Path], sampling: dict, style: str = "", model: str = "") -> dict:
     if path is None or not path.exists():
         return {}
     done = {}
     for s in read_samples(path):
-        old = {k: s.sampling.get(k) for k in IDENTITY_FIELDS}
-        new = {k: sampling[k] for k in IDENTITY_FIELDS}
+        # A field the record lacks was not recorded by the version that wrote it: not a difference.
+        old = {k: s.sampling.get(k) for k in IDENTITY_FIELDS if k in s.sampling}
+        new = {k: sampling[k] for k in old}
         if old != new:
             raise UserError(f"{path}: holds samples drawn with {old}, but this run asks for {new}; "
                             "use another output file or the same settings")
         if s.prompt_style and style and s.prompt_style != style:  # "": written before styles were recorded
             raise UserError(f"{path}: holds samples of prompt style {s.prompt_style!r}, but this run asks for "
                             f"{style!r}; use another output file or the same style")
+        if s.model and model and s.model != model:  # "": written before models were identified
+            raise UserError(f"{path}: holds samples of model {s.model}, but this run samples {model}; "
+                            "use another output file")
         done.setdefault(s.key, s)
     return done
 
@@ -98,9 +102,10 @@ def sample_problems(model, tokenizer, problems: Iterable[Problem], *, n: int = 1
     out_path = Path(out_path) if out_path is not None else None
     write_path = dist.shard_path(out_path, rank, size) if (group is not None and out_path) else out_path
 
-    done = _existing(out_path, sampling, style.name)
+    done = _existing(out_path, sampling, style.name, model_name)
     if write_path != out_path:
-        done.update({k: v for k, v in _existing(write_path, sampling, style.name).items() if k not in done})
+        done.update({k: v for k, v in _existing(write_path, sampling, style.name, model_name).items()
+                     if k not in done})
 
     mine = problems[rank::size]
     by_id = {p.id: p for p in problems}
@@ -167,13 +172,13 @@ def _merge_ranks(group, out_path, shard, have: dict, mine: list[Problem], n: int
 def sample_file(model_spec, problems_spec, out_path, *, adapter=None, limit: Optional[int] = None,
                 **kwargs) -> list[Sample]:
     """Load a model (and adapter) and a problem source, sample, append to out_path."""
-    from ..models import load_model, model_name
+    from ..fingerprint import model_identity
+    from ..models import load_model
     from ..problems import load_problems
 
     problems = load_problems(problems_spec, limit=limit)
     model, tokenizer = load_model(model_spec, adapter)
-    name = model_name(model_spec) + (f"+{adapter}" if adapter else "")
-    kwargs.setdefault("model_name", name)
+    kwargs.setdefault("model_name", model_identity(model_spec, adapter))
     return sample_problems(model, tokenizer, problems, out_path=out_path, **kwargs)
 
 

@@ -16,6 +16,7 @@ def measure_pass_at_1(model_path: str | Path, *, problems: int = HELDOUT_PROBLEM
     the ones `eval` would print for the same settings.
     """
     from ..evaluation import evaluate_model
+    from ..fingerprint import model_identity
     from ..models import load_model
     from .world import toy_problems
 
@@ -25,7 +26,7 @@ def measure_pass_at_1(model_path: str | Path, *, problems: int = HELDOUT_PROBLEM
     with tempfile.TemporaryDirectory() as work:
         for label, temperature, n in (("t1", 1.0, n_sampled), ("greedy", 0.0, 1)):
             result = evaluate_model(pair, heldout, work_dir=Path(work) / label, n=n, temperature=temperature,
-                                    max_tokens=max_tokens, seed=seed)
+                                    max_tokens=max_tokens, seed=seed, model_id=model_identity(str(model_path)))
             out[f"pass_at_1_{label}"] = round(result["pass_at_1"], 4)
             out[f"pass_at_1_{label}_ci"] = [round(x, 4) for x in result["pass_at_1_ci"]]
             if label == "t1":
