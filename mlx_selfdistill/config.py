@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 from .decoding import EVAL
 from .errors import UserError
+from .gate import GateSettings
 
 METHODS = ("ssd", "rft", "confidence")
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
@@ -71,6 +72,8 @@ class RunConfig:
     filter: dict = field(default_factory=dict)  # FilterConfig fields
     train: dict = field(default_factory=dict)  # TrainConfig fields
     eval: EvalSettings = field(default_factory=EvalSettings)
+    # The validation gate (gate.py): keep the best round only if it beats the base on validation.
+    gate: GateSettings = field(default_factory=GateSettings)
     evaluate_base: bool = True
     workers: Optional[int] = None
     timeout_s: float = 5.0
@@ -84,6 +87,8 @@ class RunConfig:
             self.sample = _build(SampleSettings, self.sample, "sample")
         if isinstance(self.eval, dict):
             self.eval = _build(EvalSettings, self.eval, "eval")
+        if isinstance(self.gate, dict):
+            self.gate = _build(GateSettings, self.gate, "gate")
         if self.method not in METHODS:
             raise UserError(f"unknown method {self.method!r}: use one of {', '.join(METHODS)}")
         if not isinstance(self.rounds, int) or self.rounds < 1:
@@ -102,6 +107,12 @@ class RunConfig:
 
         self.train = check_section(TrainConfig, self.train or {}, "train")
         self.filter = check_section(FilterConfig, self.filter or {}, "filter")
+        # --select's values become the train field's type (lr=1e-5,3e-5 -> floats), each checked
+        self.gate.select = {key: [check_section(TrainConfig, {key: v}, "gate.select")[key] for v in values]
+                            for key, values in self.gate.select.items()}
+        for key, values in self.gate.select.items():
+            for value in values:
+                TrainConfig(**{"seed": self.sample.seed, **self.train, key: value})
         TrainConfig(**{"seed": self.sample.seed, **self.train})
         FilterConfig(**{**self.filter_defaults(), **self.filter})
 
@@ -125,7 +136,9 @@ def with_added_defaults(stored: dict) -> dict:
     a run started before a field existed resumes as long as the new field keeps its default."""
     defaults = RunConfig().identity()
     out = {**{k: v for k, v in defaults.items() if k not in stored}, **stored}
-    for section in ("sample", "eval"):
+    if "gate" not in stored:  # started before the validation gate: its rounds trained on every problem
+        out["gate"] = {**defaults["gate"], "holdout": 0.0}
+    for section in ("sample", "eval", "gate"):
         if isinstance(stored.get(section), dict):
             out[section] = {**{k: v for k, v in defaults[section].items() if k not in stored[section]},
                             **stored[section]}

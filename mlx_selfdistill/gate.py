@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional, Sequence
 
 from .errors import UserError
@@ -87,3 +88,68 @@ def keep(base_passed: float, candidates: Sequence[Candidate]) -> tuple[Optional[
     if winner is None or winner.passed <= base_passed:
         return None, NO_GAIN
     return winner, f"kept {winner.label}: validation pass@1 {winner.passed:.3f} against the base's {base_passed:.3f}"
+
+
+# -- the gate's stages, on a loop.Run (passed in: loop.py imports this module) ---------------------
+
+def validate(run, where: Path, model: str, adapter: str | None, progress=None) -> dict:
+    """pass@k of (model, adapter) on the validation problems, kept in where/validation/ (beside the
+    adapter it checks, so whatever removes a round's adapter removes its validation too)."""
+    return run.evaluate(f"validation {where.name}", model, adapter, progress, problems=run.val_problems(),
+                        out_dir=where / "validation")
+
+
+def select_round(run, r: int, examples: list[dict], progress=None) -> dict:
+    """Train one adapter per value of gate.select, validate each, and install the best as round r's
+    adapter (ties: the value listed first). Each candidate, its validation and the install resume."""
+    import json
+    import shutil
+
+    from .jsonl import write_json_atomic
+
+    rd = run.round_dir(r)
+    marker = rd / "train_done.json"
+    if marker.exists():
+        return json.loads(marker.read_text())
+    (key, values), = run.config.gate.select.items()
+    candidates, results = [], []
+    for value in values:
+        where = rd / "select" / f"{key}={value}"
+        result = run.train(r, examples, progress, where=where, overrides={key: value})
+        check = validate(run, where, run.train_base_for(r), str(where / "adapters"), progress)
+        candidates.append(Candidate(f"round {r}, {key}={value}", check["pass_at_1"], r, str(where / "adapters")))
+        results.append((value, result, check))
+    winner = best(candidates)
+    value, result, check = results[candidates.index(winner)]
+    staging = rd / ".adapters.installing"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in ("adapters.safetensors", "adapter_config.json"):
+        shutil.copy2(Path(winner.adapter) / name, staging / name)
+    shutil.rmtree(rd / "adapters", ignore_errors=True)
+    staging.rename(rd / "adapters")
+    run.fuse_if_needed(r)
+    chosen = dict(result, selected={"field": key, "value": value, "validation": check,
+                                    "candidates": [{"value": v, "validation_pass_at_1": c["pass_at_1"]}
+                                                   for v, _, c in results]})
+    write_json_atomic(marker, chosen)
+    return chosen
+
+
+def decide(run, base_validation: dict, round_validations: dict[int, dict]) -> dict:
+    """Which model the run hands back (written to <run>/kept.json): the best round on validation
+    if it beats the base, else the base model."""
+    from .jsonl import write_json_atomic
+
+    candidates = []
+    for r, check in sorted(round_validations.items()):
+        model, adapter = run.student_after(r)
+        candidates.append(Candidate(f"round {r}", check["pass_at_1"], r, adapter if adapter else model))
+    winner, message = keep(base_validation["pass_at_1"], candidates)
+    model, adapter = run.student_after(winner.round) if winner else (run.config.model, None)
+    kept = {"round": winner.round if winner else 0, "model": model, "adapter": adapter, "message": message,
+            "validation_problems": len(run.val_problems()),
+            "validation_pass_at_1": {"base": base_validation["pass_at_1"],
+                                     **{f"round_{r}": c["pass_at_1"] for r, c in sorted(round_validations.items())}}}
+    write_json_atomic(run.dir / "kept.json", kept)
+    return kept

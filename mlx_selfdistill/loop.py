@@ -6,6 +6,8 @@ A run is a directory:
     runs/NAME/inputs.json             the identities of its model(s) and problem sets (run_state.py)
     runs/NAME/base/eval.json          base model on the evaluation problems
     runs/NAME/round_1/samples.jsonl   ... verdicts.jsonl, train.jsonl, adapters/, eval/, eval.json
+    runs/NAME/*/validation/           the validation gate's evaluations (base/, round_N/, round_N/select/*/)
+    runs/NAME/kept.json               the model the run hands back: the best round on validation, or the base
     runs/NAME/summary.json
 
 Every stage appends to or atomically writes its own file and reads only the previous
@@ -41,6 +43,7 @@ class RoundResult:
     filter_stats: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
     eval: Optional[dict] = None
+    validation: Optional[dict] = None  # the validation gate's evaluation of this round's student
     seconds: dict = field(default_factory=dict)
 
 
@@ -81,6 +84,25 @@ class Run:
                 raise UserError(f"problem source {spec!r} is empty")
         return self._problems[spec]
 
+    def train_problems(self) -> list[Problem]:
+        """The training problems, less the validation gate's held-back slice (gate.py)."""
+        from .gate import held_back
+
+        problems = self.problems(self.config.problems)
+        gate = self.config.gate
+        if gate.problems is not None or gate.holdout <= 0:
+            return problems
+        kept_back = held_back([p.id for p in problems], gate.holdout)
+        return [p for p in problems if p.id not in kept_back]
+
+    def val_problems(self) -> list[Problem]:
+        """What the validation gate evaluates on: gate.problems, else the held-back slice."""
+        gate = self.config.gate
+        if gate.problems is not None:
+            return self.problems(gate.problems)
+        train_ids = {p.id for p in self.train_problems()}
+        return [p for p in self.problems(self.config.problems) if p.id not in train_ids]
+
     def load(self, model: str, adapter: str | None = None):
         key = (model, adapter)
         if key not in self._loaded:
@@ -115,7 +137,7 @@ class Run:
         from .sampling import sample_problems
 
         cfg, rd = self.config.sample, self.round_dir(r)
-        problems = self.problems(self.config.problems)
+        problems = self.train_problems()
         path = rd / "samples.jsonl"
         existing = read_records(path, Sample, missing_ok=True)
         if len(existing) < len(problems) * cfg.n:
@@ -161,36 +183,52 @@ class Run:
         write_jsonl_atomic(self.round_dir(r) / "train.jsonl", examples)
         return examples, stats
 
-    def train(self, r: int, examples: list[dict], progress: Progress = None) -> dict:
+    def train(self, r: int, examples: list[dict], progress: Progress = None, *, where: Path | None = None,
+              overrides: dict | None = None) -> dict:
+        """Train round r's adapter into round_r/adapters (fused into round_r/model when rounds build
+        on each other); with `where` and `overrides`, one candidate setting of the validation gate's
+        --select, into where/adapters and never fused (gate.select_round installs the winner)."""
         from .training import TrainConfig, train
 
         rd = self.round_dir(r)
-        marker = rd / "train_done.json"
+        where = where or rd
+        marker = where / "train_done.json"
         if marker.exists():
             return json.loads(marker.read_text())
         if not examples:
             raise UserError(f"round {r}: the filter kept no samples, nothing to train on "
                             "(sample more, raise the temperature, or use method 'ssd')")
-        config = TrainConfig(**{"seed": self.config.sample.seed, **self.config.train})
+        config = TrainConfig(**{"seed": self.config.sample.seed, **self.config.train, **(overrides or {})})
         base = self.train_base_for(r)
-        resume = (rd / "adapters").exists() and any((rd / "adapters").iterdir())
-        result = train(self.load(base), rd / "train.jsonl", rd / "adapters", config, resume=resume,
+        resume = (where / "adapters").exists() and any((where / "adapters").iterdir())
+        result = train(self.load(base), rd / "train.jsonl", where / "adapters", config, resume=resume,
                        on_step=stage_callback(progress, "train", r))
-        if not (self.config.restart_from_base or self.config.rounds == 1):
-            from .training import fuse_adapter
-
-            fuse_adapter(base, rd / "adapters", rd / "model")
+        if where == rd:
+            self.fuse_if_needed(r)
         write_json_atomic(marker, _plain(result))
         return result
 
-    def evaluate(self, label: str, model: str, adapter: str | None, progress: Progress = None) -> dict:
+    def fuse_if_needed(self, r: int) -> None:
+        """Rounds that build on each other sample and train from the previous round's fused model."""
+        if not (self.config.restart_from_base or self.config.rounds == 1):
+            from .training import fuse_adapter
+
+            rd = self.round_dir(r)
+            fuse_adapter(self.train_base_for(r), rd / "adapters", rd / "model")
+
+    def evaluate(self, label: str, model: str, adapter: str | None, progress: Progress = None, *,
+                 problems: list[Problem] | None = None, out_dir: Path | None = None) -> dict:
+        """pass@k of (model, adapter) on the evaluation problems (or `problems`), kept in
+        <run>/<label>/ (or out_dir): eval/ holds its samples and verdicts, eval.json the result."""
         from .evaluation import evaluate_model, temperature_sweep
 
         cfg = self.config.eval
-        out = self.dir / label / "eval.json"
+        out_dir = out_dir or self.dir / label
+        out = out_dir / "eval.json"
         if out.exists():
             return json.loads(out.read_text())
-        problems = self.problems(cfg.problems)
+        validating = problems is not None
+        problems = problems if validating else self.problems(cfg.problems)
         kw = dict(n=cfg.n, top_k=cfg.top_k, top_p=cfg.top_p, min_p=cfg.min_p, max_tokens=cfg.max_tokens,
                   seed=cfg.seed, ks=cfg.ks, workers=self.config.workers, timeout_s=self.config.timeout_s,
                   unsafe_no_isolation=self.config.unsafe_no_isolation,
@@ -201,11 +239,10 @@ class Run:
                                "max_kv_tokens": self.config.sample.max_kv_tokens})
         loaded = self.load(model, adapter)
         kw["model_id"] = self.identity(model, adapter)
-        result = evaluate_model(loaded, problems, work_dir=self.dir / label / "eval",
-                                temperature=cfg.temperature, **kw)
+        result = evaluate_model(loaded, problems, work_dir=out_dir / "eval", temperature=cfg.temperature, **kw)
         result["model"], result["adapter"] = model, adapter
-        if cfg.sweep:
-            result["sweep"] = temperature_sweep(loaded, problems, cfg.sweep, work_dir=self.dir / label / "sweep", **kw)
+        if cfg.sweep and not validating:
+            result["sweep"] = temperature_sweep(loaded, problems, cfg.sweep, work_dir=out_dir / "sweep", **kw)
         write_json_atomic(out, result)
         return result
 
@@ -231,6 +268,7 @@ def run(config: RunConfig, runs_dir: str | Path = "runs", *, overwrite: bool = F
     A finished run (summary.json present, config and inputs unchanged) returns its summary as
     written, first timings included. Progress notes (resuming, finished, what --overwrite
     removed, train/eval overlap) go to stderr."""
+    from . import gate
     from .overlap import find_overlap, warn
 
     r_ = Run(config, runs_dir, overwrite=overwrite)
@@ -248,6 +286,13 @@ def run(config: RunConfig, runs_dir: str | Path = "runs", *, overwrite: bool = F
         t0 = time.time()
         summary["base_eval"] = r_.evaluate("base", config.model, None, progress)
         summary["base_eval_seconds"] = _spent(r_.dir / "base", "eval", t0)
+    if config.gate.enabled:
+        if config.eval.problems:
+            warn(find_overlap(r_.train_problems(), r_.val_problems())
+                 .warning(f"--problems {config.problems}", "the validation problems"))
+        t0 = time.time()
+        summary["base_validation"] = gate.validate(r_, r_.dir / "base", config.model, None, progress)
+        summary["base_validation_seconds"] = _spent(r_.dir / "base", "validate", t0)
     for r in range(1, config.rounds + 1):
         res = RoundResult(round=r)
         rd = r_.round_dir(r)
@@ -263,8 +308,14 @@ def run(config: RunConfig, runs_dir: str | Path = "runs", *, overwrite: bool = F
         examples, res.filter_stats = r_.filter(r, samples, verdicts)
         res.kept, res.seconds["filter"] = len(examples), _spent(rd, "filter", t0)
         t0 = time.time()
-        res.train = r_.train(r, examples, progress)
+        res.train = gate.select_round(r_, r, examples, progress) if config.gate.select else \
+            r_.train(r, examples, progress)
         res.seconds["train"] = _spent(rd, "train", t0)
+        if config.gate.enabled:
+            t0 = time.time()
+            res.validation = (res.train["selected"]["validation"] if config.gate.select
+                              else gate.validate(r_, rd, *r_.student_after(r), progress))
+            res.seconds["validate"] = _spent(rd, "validate", t0)
         if config.eval.problems:
             t0 = time.time()
             model, adapter = r_.student_after(r)
@@ -277,8 +328,16 @@ def run(config: RunConfig, runs_dir: str | Path = "runs", *, overwrite: bool = F
     summary["seconds"] = round(summary.get("base_eval_seconds", 0.0)
                                + sum(sum(r["seconds"].values()) for r in summary["rounds"]), 2)
     summary["invocation_seconds"] = round(time.time() - t_start, 2)
+    kept_round = config.rounds
+    if config.gate.enabled:
+        summary["kept"] = gate.decide(r_, summary["base_validation"], {r["round"]: r["validation"]
+                                                                       for r in summary["rounds"]})
+        kept_round = summary["kept"]["round"]
+        warn(summary["kept"]["message"])
     if summary["rounds"] and summary["rounds"][-1]["eval"] and "base_eval" in summary:
         summary["base_pass_at_1"] = summary["base_eval"]["pass_at_1"]
-        summary["distilled_pass_at_1"] = summary["rounds"][-1]["eval"]["pass_at_1"]
+        # what the run hands back: the kept round's student, or the base model
+        summary["distilled_pass_at_1"] = (summary["rounds"][kept_round - 1]["eval"]["pass_at_1"] if kept_round
+                                          else summary["base_eval"]["pass_at_1"])
     write_json_atomic(r_.dir / "summary.json", _plain(summary))
     return summary

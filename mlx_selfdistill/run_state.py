@@ -12,7 +12,10 @@ given; then every stage the difference invalidates is removed, and nothing else:
     timeout_s                                   verdicts onward, and every evaluation
     method, filter, train, restart_from_base    training onward (round 2 and later wholly: they sample
                                                 from round 1's student)
-    eval.*, the evaluation problems' content    every evaluation
+    eval.*, the evaluation problems' content    every evaluation, and the validation gate's (with --select,
+                                                the installed winner too: it is chosen again)
+    gate.problems, gate.holdout                 every round (the training problems change), the base's validation
+    gate.select                                 training onward
     rounds                                      the rounds past the new count
     name, description, workers, evaluate_base   nothing
 
@@ -33,10 +36,11 @@ from .fingerprint import differences, model_identity, problems_identity
 from .jsonl import write_json_atomic
 
 CONFIG_FILE, INPUTS_FILE, SUMMARY_FILE = "config.json", "inputs.json", "summary.json"
-TRAIN_OUTPUTS = ("train.jsonl", "adapters", "train_done.json", "model")
-EVAL_OUTPUTS = ("eval.json", "eval", "sweep")
+TRAIN_OUTPUTS = ("train.jsonl", "adapters", "train_done.json", "model", "select")
+EVAL_OUTPUTS = ("eval.json", "eval", "sweep", "validation")
 # stage -> the timing.json entries (loop._spent) that go with its outputs
-TIMED = {"verify": ("verify", "filter", "train", "eval"), "train": ("filter", "train", "eval"), "eval": ("eval",)}
+TIMED = {"verify": ("verify", "filter", "train", "validate", "eval"), "train": ("filter", "train", "validate", "eval"),
+         "eval": ("eval", "validate")}
 
 NO_EFFECT = {"name", "description", "workers", "evaluate_base", "unsafe_no_isolation"}
 EFFECTS = {
@@ -45,7 +49,9 @@ EFFECTS = {
     "sample": {"sample"}, "sample.raw_prompt": {"sample", "eval"},  # raw_prompt also shapes the eval prompt
     "timeout_s": {"verify", "eval"},
     "method": {"train"}, "filter": {"train"}, "train": {"train"}, "restart_from_base": {"train"},
-    "eval": {"eval"}, "inputs.eval_problems": {"eval"},
+    "eval": {"eval"}, "inputs.eval_problems": {"eval"}, "inputs.val_problems": {"eval"},
+    "gate.problems": {"sample", "base_validation"}, "gate.holdout": {"sample", "base_validation"},
+    "gate.select": {"train"},
 }
 
 
@@ -54,7 +60,8 @@ def run_inputs(config: RunConfig, problems_of) -> dict:
     return {"model": model_identity(config.model),
             "teacher": model_identity(config.teacher) if config.teacher else None,
             "problems": problems_identity(problems_of(config.problems)),
-            "eval_problems": problems_identity(problems_of(config.eval.problems)) if config.eval.problems else None}
+            "eval_problems": problems_identity(problems_of(config.eval.problems)) if config.eval.problems else None,
+            "val_problems": problems_identity(problems_of(config.gate.problems)) if config.gate.problems else None}
 
 
 def stale_stages(changed: list[str], old: dict, new: dict) -> set[str]:
@@ -68,7 +75,7 @@ def stale_stages(changed: list[str], old: dict, new: dict) -> set[str]:
             if not (old.get("restart_from_base") and new.get("restart_from_base")):
                 stages.add("train")  # rounds == 1 keeps an adapter, more keep a fused model per round
             continue
-        effect = EFFECTS.get(name) or EFFECTS.get(head)
+        effect = EFFECTS.get(name) or EFFECTS.get(".".join(name.split(".")[:2])) or EFFECTS.get(head)
         if effect is None:
             return {"all"}
         stages |= effect
@@ -111,10 +118,17 @@ def remove_stale(run_dir: Path, stages: set[str], rounds: int) -> list[str]:
             if stage in stages:
                 for name in outputs:
                     _remove(rd / name, removed, run_dir)
+                if stage == "eval" and (rd / "select").is_dir():  # the winner was chosen on validation
+                    for name in ("adapters", "train_done.json", "model"):
+                        _remove(rd / name, removed, run_dir)
+                    for candidate in sorted((rd / "select").iterdir()):
+                        _remove(candidate / "validation", removed, run_dir)
                 _drop_timings(rd, stage)
                 break
-    if "eval" in stages:
+    if "eval" in stages:  # base/ holds the base model's evaluation and its validation
         _remove(run_dir / "base", removed, run_dir)
+    elif "base_validation" in stages:
+        _remove(run_dir / "base" / "validation", removed, run_dir)
     return removed
 
 

@@ -56,6 +56,7 @@ REPLACE = [
     ("~/.lmstudio/models/.../model-Q4_K_M.gguf", "{TINY_GGUF}"),
     # Local paths of a clone.
     ("../shared/data/mbpp/mbpp.jsonl@100", "{MBPP}@2"),
+    ("../shared/data/mbpp/mbpp.jsonl:train", "{MBPP}:train"),
     # One short answer per problem: answers cut at max_tokens are kept (the health filter would drop them).
     ("--name smol-ssd", "--name smol-ssd -n 1 --set filter.health=false"),
     ("benchmarks/fetch_models.py", "{ROOT}/benchmarks/fetch_models.py"),

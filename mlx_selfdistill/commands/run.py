@@ -6,22 +6,33 @@ import click
 
 from ..config import list_presets, resolve_config
 from ..decoding import caption
+from ..gate import parse_select
 from ..loop import run as run_loop
 from ..prompts import STYLES
 from ._common import out, print_json, table, unsafe_option
 from ._progress import StageProgress
 
 
+ROUND_COLUMNS = ["model", "samples", "kept", "validation", "pass@1", "95% CI", "time", "train peak memory"]
+
+
 def round_rows(summary: dict) -> list[list]:
+    """One row for the base model and one per round; the model the run hands back is marked."""
+    kept = (summary.get("kept") or {}).get("round")
+    mark = lambda r: " (kept)" if kept == r else ""  # noqa: E731
     rows = []
-    if "base_eval" in summary:
-        b = summary["base_eval"]
-        rows.append(["base", "-", "-", f"{b['pass_at_1']:.3f}", _ci(b), "-", "-"])
+    if "base_eval" in summary or "base_validation" in summary:
+        b, v = summary.get("base_eval"), summary.get("base_validation")
+        rows.append([f"base{mark(0)}", "-", "-", f"{v['pass_at_1']:.3f}" if v else "-",
+                     f"{b['pass_at_1']:.3f}" if b else "-", _ci(b) if b else "-", "-", "-"])
     for r in summary["rounds"]:
-        ev = r.get("eval") or {}
+        ev, val = r.get("eval") or {}, r.get("validation")
         secs = ", ".join(f"{k} {v:.0f}s" for k, v in r["seconds"].items() if v >= 0.5)  # skip instant stages
-        peak = (r.get("train") or {}).get("peak_memory_gb")
-        rows.append([f"round {r['round']}", r["samples"], r["kept"],
+        train = r.get("train") or {}
+        peak = train.get("peak_memory_gb")
+        chosen = train.get("selected")
+        label = f"round {r['round']}" + (f", {chosen['field']}={chosen['value']}" if chosen else "")
+        rows.append([label + mark(r["round"]), r["samples"], r["kept"], f"{val['pass_at_1']:.3f}" if val else "-",
                      f"{ev['pass_at_1']:.3f}" if ev else "-", _ci(ev) if ev else "-", secs,
                      f"{peak:.2f} GB" if peak is not None else "-"])
     return rows
@@ -61,6 +72,10 @@ def _ci(result: dict) -> str:
 @click.option("--iters", type=int, help="Training steps per round.")
 @click.option("--memory-gb", type=float, help="Training memory budget: batch tokens and checkpointing picked by a probe.")
 @click.option("--seed", type=int)
+@click.option("--val-problems", help="Validation problems of the gate that keeps the best round only if it beats the "
+              "base [default: a held-back 10% of --problems; --set gate.holdout=0 turns the gate off].")
+@click.option("--select", "select", metavar="FIELD=V1,V2,...",
+              help="Train one adapter per value of a train field (e.g. lr=1e-5,3e-5,1e-4); keep the best on validation.")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Set any config field, last; repeatable. none unsets a field: --set eval.problems=none.")
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))
@@ -68,12 +83,13 @@ def _ci(result: dict) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @unsafe_option
 def run(config_file, preset_name, name, method, model, teacher, problems, eval_problems, rounds, n, temperature,
-        top_k, top_p, eval_temperature, eval_prompt_style, iters, memory_gb, seed, assignments, runs_dir, overwrite,
-        as_json, unsafe_no_isolation):
+        top_k, top_p, eval_temperature, eval_prompt_style, iters, memory_gb, seed, val_problems, select, assignments,
+        runs_dir, overwrite, as_json, unsafe_no_isolation):
     """Run (or resume) self-distillation rounds: sample, verify, filter, train, evaluate."""
     overrides = {
         "name": name, "method": method, "model": model, "teacher": teacher, "problems": problems,
         "rounds": rounds,
+        "gate": {"problems": val_problems, "select": parse_select(select) if select else None},
         "sample": {"n": n, "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed},
         "eval": {"problems": eval_problems, "temperature": eval_temperature, "prompt_style": eval_prompt_style},
         "train": {"iters": iters, "memory_gb": memory_gb},
@@ -86,10 +102,11 @@ def run(config_file, preset_name, name, method, model, teacher, problems, eval_p
     if as_json:
         print_json(summary)
         return
-    out.print(table(f"run {config.name} ({config.method})",
-                    ["model", "samples", "kept", "pass@1", "95% CI", "time", "train peak memory"],
-                    round_rows(summary)))
+    out.print(table(f"run {config.name} ({config.method})", ROUND_COLUMNS, round_rows(summary)))
     out.print(settings_caption(config), markup=False)
+    if summary.get("kept"):
+        out.print(f"{summary['kept']['message']} (validation: {summary['kept']['validation_problems']} problems)",
+                  markup=False)
     out.print(f"run directory: {summary['run_dir']}")
 
 
