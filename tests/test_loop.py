@@ -38,7 +38,8 @@ def test_small_rft_run_end_to_end(tmp_path):
     for name in ["samples.jsonl", "verdicts.jsonl", "train.jsonl", "eval.json"]:
         assert (rd / name).exists(), name
     assert (rd / "adapters" / "adapters.safetensors").exists()
-    assert summary["rounds"][0]["samples"] == 20
+    assert summary["rounds"][0]["samples"] == 18  # 10 problems, 1 held back for the validation gate, n=2
+    assert (tmp_path / "runs" / "e2e" / "kept.json").exists()
     kept = summary["rounds"][0]["kept"]
     assert kept == sum(1 for _ in open(rd / "train.jsonl"))
     assert 0.0 <= summary["distilled_pass_at_1"] <= 1.0 and "base_pass_at_1" in summary
