@@ -264,7 +264,8 @@ def test_rft_run_on_harvested_problems_with_the_tiny_model(tmp_path, monkeypatch
     code = main_exit(["run", "--method", "rft", "--model", "tiny", "--problems", f"code:{TIDBITS}:train",
                       "--eval-problems", f"code:{TIDBITS}:test", "--runs-dir", str(tmp_path / "runs"),
                       "--name", "harvested", "-n", "2", "--iters", "2",
-                      "--set", "sample.max_tokens=32", "--set", "eval.max_tokens=32", "--set", "eval.n=1"])
+                      "--set", "sample.max_tokens=32", "--set", "eval.max_tokens=32", "--set", "eval.n=1",
+                      "--set", "gate.holdout=0"])  # every training problem sampled (no validation slice)
     err = capsys.readouterr().err
     run_dir = tmp_path / "runs" / "harvested"
     base = json.loads((run_dir / "base" / "eval.json").read_text())
