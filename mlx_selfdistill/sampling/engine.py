@@ -12,6 +12,7 @@ and leave without copying the cache.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
@@ -23,6 +24,33 @@ from ..errors import UserError
 from .samplers import SamplingParams, sample_tokens, step_uniforms
 from .slots import SlotBatch
 from .stopping import RunawayConfig, StopStrings, repetition_period
+
+
+class PhaseClock:
+    """Wall seconds per phase of the engine's loop, for profiling (benchmarks/engine_speed.py).
+
+    Each lap evaluates the arrays it is given, so a phase holds the work it queued; that adds
+    host syncs, so the clock is off (`SamplingEngine.clock = None`) unless asked for.
+    """
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.steps = 0
+        self._t = time.perf_counter()
+
+    def lap(self, phase: str, *arrays) -> None:
+        if arrays:
+            mx.eval(*arrays)
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self._t
+        self._t = now
+
+
+class _Off:
+    steps = 0
+
+    def lap(self, phase, *arrays):
+        pass
 
 
 @dataclass
@@ -98,6 +126,8 @@ class SamplingEngine:
         self.runaway = runaway
         self.generated_tokens = 0
         self.prompt_tokens = 0
+        self.clock: Optional[PhaseClock] = None
+        self.batch: Optional[SlotBatch] = None  # the last run's decode batch (its `copies`)
 
     # --- pieces ------------------------------------------------------------------------
 
@@ -195,6 +225,8 @@ class SamplingEngine:
         seqs: list[Optional[_Seq]] = [None] * slots  # the sequence in each row; None: free
         feed = [0] * slots  # each row's next input token
         current: Optional[_Prefilled] = None
+        clock = self.clock or _Off()
+        clock.lap("host")
 
         while True:
             # Admit: fill free rows from the prefilled prompt, prefilling the next as needed.
@@ -204,6 +236,7 @@ class SamplingEngine:
                     if not pending:
                         break
                     current = self._prefill(pending.popleft())
+                    clock.lap("prefill")
                 req = current.request
                 live = [s for s in seqs if s is not None]
                 k = min(len(free), self._room(live, len(req.prompt), current.remaining))
@@ -223,8 +256,10 @@ class SamplingEngine:
                         batch = SlotBatch(current.cache, slots)
                     rows, free = free[:len(alive)], free[len(alive):]
                     batch.admit(rows, current.cache)
+                    self.batch = batch
                     for r, i in zip(rows, alive):
                         seqs[r], feed[r] = new[i], token_list[i]
+                clock.lap("admit", *[layer.state for layer in batch.layers] if batch else [])
                 if current.remaining == 0:
                     current = None
 
@@ -239,13 +274,17 @@ class SamplingEngine:
                 batch.keep_rows(live_rows)
                 seqs, feed = [seqs[r] for r in live_rows], [feed[r] for r in live_rows]
                 live_rows = list(range(len(seqs)))
+                clock.lap("compact")
 
             # Decode one token for every row; sample the live ones.
             logits = batch.forward(self.model, feed)
+            clock.lap("forward", logits)
+            clock.steps += 1
             if len(live_rows) < len(seqs):
                 logits = logits[mx.array(live_rows)]
             rows = [seqs[r] for r in live_rows]
             _, token_list, lp, slp = self._sample(logits, rows)
+            clock.lap("sample")
             self._record(rows, token_list, lp, slp)
             if on_tokens:
                 on_tokens(len(rows))
@@ -258,3 +297,4 @@ class SamplingEngine:
                 if i not in kept:
                     seqs[r] = None
                     batch.free(r)
+            clock.lap("host")

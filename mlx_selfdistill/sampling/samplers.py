@@ -92,19 +92,21 @@ def _on_cpu() -> bool:
     return mx.default_device() == mx.cpu
 
 
-def log_normalizer(x: mx.array) -> mx.array:
-    """logsumexp over the last axis of (B, V), keepdims."""
+def log_normalizer(logits: mx.array, temperature: float = 1.0) -> mx.array:
+    """logsumexp(logits / temperature) over the last axis of (B, V), keepdims."""
     if not _on_cpu():
-        return mx.logsumexp(x, axis=-1, keepdims=True)
-    a = np.asarray(x, dtype=np.float32)
+        return mx.logsumexp(logits / temperature if temperature != 1 else logits, axis=-1, keepdims=True)
+    a = np.asarray(logits, dtype=np.float32)
     m = a.max(axis=-1, keepdims=True)
-    return mx.array(m + np.log(np.exp(a - m).sum(axis=-1, keepdims=True)))
+    z = a - m if temperature == 1 else (a - m) / np.float32(temperature)
+    return mx.array(m / np.float32(temperature) + np.log(np.exp(z).sum(axis=-1, keepdims=True)))
 
 
-def _softmax(x: mx.array) -> mx.array:
+def _softmax(logits: mx.array, temperature: float) -> mx.array:
+    """softmax(logits / temperature) over the last axis."""
     if not _on_cpu():
-        return mx.softmax(x, axis=-1)
-    a = np.asarray(x, dtype=np.float32)
+        return mx.softmax(logits / temperature, axis=-1)
+    a = np.asarray(logits, dtype=np.float32) / np.float32(temperature)
     e = np.exp(a - a.max(axis=-1, keepdims=True))
     return mx.array(e / e.sum(axis=-1, keepdims=True))
 
@@ -141,24 +143,27 @@ def _top_columns(x: mx.array, k: int) -> mx.array:
 NUCLEUS_CANDIDATES = 256
 
 
-def _sorted_top(x: mx.array, k: int):
-    part = _top_columns(x, k)
-    vals = _take(x, part)
+# Dividing by the temperature keeps the order, so the candidates are found on the logits
+# and only their values are tempered (the same floats as tempering the whole row first).
+
+def _sorted_top(logits: mx.array, k: int, temperature: float):
+    part = _top_columns(logits, k)
+    vals = _take(logits, part)
     order = mx.argsort(-vals, axis=-1)
-    return _take(part, order), _take(vals, order)
+    return _take(part, order), _take(vals, order) / temperature
 
 
-def _nucleus_candidates(x: mx.array, top_p: float):
-    """(ids, values, log normaliser): the vocabulary by descending value, or only its head
-    when the head holds at least top_p of the mass in every row."""
-    log_z = log_normalizer(x)
-    if x.shape[-1] > 4 * NUCLEUS_CANDIDATES:
-        ids, vals = _sorted_top(x, NUCLEUS_CANDIDATES)
+def _nucleus_candidates(logits: mx.array, temperature: float, top_p: float):
+    """(ids, tempered values, log normaliser): the vocabulary by descending value, or only
+    its head when the head holds at least top_p of the mass in every row."""
+    log_z = log_normalizer(logits, temperature)
+    if logits.shape[-1] > 4 * NUCLEUS_CANDIDATES:
+        ids, vals = _sorted_top(logits, NUCLEUS_CANDIDATES, temperature)
         head_mass = mx.exp(mx.logsumexp(vals, axis=-1) - log_z[:, 0])
         if mx.all(head_mass >= top_p).item():
             return ids, vals, log_z
-    ids = mx.argsort(-x, axis=-1)
-    return ids, _take(x, ids), log_z
+    ids = mx.argsort(-logits, axis=-1)
+    return ids, _take(logits, ids) / temperature, log_z
 
 
 def truncated_distribution(logits: mx.array, params: SamplingParams):
@@ -167,18 +172,19 @@ def truncated_distribution(logits: mx.array, params: SamplingParams):
     ids is None when no sort was needed: then column j is token j. Probabilities are
     zero for removed tokens and sum to the kept mass (renormalise by the last cumsum).
     """
-    x = logits.astype(mx.float32) / params.temperature
-    vocab = x.shape[-1]
+    logits = logits.astype(mx.float32)
+    t = params.temperature
+    vocab = logits.shape[-1]
     top_k = params.top_k if 0 < params.top_k < vocab else 0
     if top_k:
-        ids, vals = _sorted_top(x, top_k)
+        ids, vals = _sorted_top(logits, top_k, t)
         probs = mx.softmax(vals, axis=-1)
     elif params.top_p < 1:
-        ids, vals, log_z = _nucleus_candidates(x, params.top_p)
+        ids, vals, log_z = _nucleus_candidates(logits, t, params.top_p)
         probs = mx.exp(vals - log_z)  # under the whole vocabulary, as top-p measures mass
     else:
-        ids, vals = None, x
-        probs = _softmax(vals)
+        ids = None
+        probs = _softmax(logits, t)
     keep = None
     if params.top_p < 1:
         # Sorted descending: keep a token while the mass strictly before it is < top_p,
