@@ -198,13 +198,15 @@ def bench_model(args, spec: str) -> list[dict]:
     greedy = SamplingParams(temperature=0.0, seed=0)
     hot_sampler = make_sampler(temp=hot.temperature, top_p=hot.top_p)
     greedy_sampler = make_sampler(temp=0.0)
-    ids, prompts = real_prompts(tokenizer, max(args.greedy_problems, args.prompts), Path(args.mbpp))
+    most = max([args.greedy_problems, args.prompts] + [2 * r // args.n for r in args.rows])
+    ids, prompts = real_prompts(tokenizer, most, Path(args.mbpp))
     anchor_prompt = min(prompts, key=lambda p: abs(len(p) - 200))  # the anchor: ~200 tokens
     run_engine(model, tokenizer, prompts[:1], 2, 4, hot, 2)  # warm-up of every path
     batch_generate(model, tokenizer, prompts[:1] * 2, max_tokens=4, sampler=hot_sampler)
     bare_forward(model, anchor_prompt, 2, steps=1)
     runs = []
-    cases = [(rows, "sampled", args.prompts, args.n) for rows in args.rows]
+    # Twice as many sequences as rows: the batch refills as sequences finish.
+    cases = [(rows, "sampled", args.prompts or max(1, 2 * rows // args.n), args.n) for rows in args.rows]
     if args.greedy_problems:
         cases.append((max(args.rows), "greedy", args.greedy_problems, 1))
     for rows, kind, count, n in cases:
@@ -248,7 +250,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", action="append", required=True, help="a model spec (repeatable)")
     ap.add_argument("--rows", default="16,32")
-    ap.add_argument("--prompts", type=int, default=8, help="prompts of the sampled runs")
+    ap.add_argument("--prompts", type=int, default=0, help="prompts of the sampled runs [2 x rows / n]")
     ap.add_argument("--n", type=int, default=8, help="samples per prompt in the sampled runs")
     ap.add_argument("--greedy-problems", type=int, default=40, help="problems of the greedy n=1 run (0: skip)")
     ap.add_argument("--max-tokens", type=int, default=128)
