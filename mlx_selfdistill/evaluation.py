@@ -77,10 +77,11 @@ def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, 
         loaded = load_model(model, adapter)
     total = 2 * len(problems) * n  # each sample is drawn, then verified
     tick = (lambda *_: progress({"advance": 1, "total": total})) if progress else None
+    stats: dict = {}
     sample_problems(
         loaded[0], loaded[1], list(problems), n=n, temperature=temperature, top_k=top_k, top_p=top_p,
         min_p=min_p, max_tokens=max_tokens, seed=seed, out_path=samples_path, on_sample=tick,
-        prompt_style=prompt_style, **(sampling_kw or {}),
+        prompt_style=prompt_style, stats=stats, **(sampling_kw or {}),
     )
     samples = in_key_order(read_records(samples_path, Sample))  # file order depends on resumes
     verdicts, _ = verify_into_file(list(problems), samples, work_dir / "verdicts.jsonl", workers=workers,
@@ -90,6 +91,9 @@ def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, 
                           "max_tokens": max_tokens, "seed": seed}
     result["prompt_style"] = get_style(prompt_style, raw=bool((sampling_kw or {}).get("raw_prompt"))).name
     result["mean_output_tokens"] = sum(s.num_tokens for s in samples) / max(1, len(samples))
+    # Generated tokens per second of this call's sampling (None when every sample was on disk).
+    rate = stats.get("tokens_per_sec") if stats.get("new") else None
+    result["sampling_tokens_per_sec"] = round(rate, 2) if rate else None
     return result
 
 
