@@ -81,8 +81,11 @@ def replicate(layer_cache, rows: int) -> BatchKVCache:
     return out
 
 
-def bare_forward(model, prompt: list[int], rows: int, steps: int = 6) -> float:
-    """Median seconds of one decode step of `rows` rows after the prompt's prefill."""
+def bare_forward(model, prompt: list[int], rows: int, steps: int = 6, context: int = 0) -> float:
+    """Median seconds of one decode step of `rows` rows after the prompt's prefill (the
+    prompt repeated up to `context` tokens when given)."""
+    if context > len(prompt):
+        prompt = (prompt * (context // len(prompt) + 1))[:context]
     cache = make_prompt_cache(model)
     logits = model(mx.array(prompt)[None], cache=cache)[:, -1, :]
     mx.eval(logits)
@@ -119,7 +122,8 @@ def run_engine(model, tokenizer, prompts, n, max_tokens, params, rows) -> dict:
             "eos_stop_fraction": round(sum(f.finish_reason == "stop" for f in out) / len(out), 3),
             "mean_tokens": round(tokens / len(out), 1), "steps": clock.steps, "phase_seconds": parts,
             "per_step_ms": per_step, "prompt_tokens": engine.prompt_tokens,
-            "cache_copies": engine.batch.copies if engine.batch else 0}
+            "cache_copies": engine.batch.copies if engine.batch else 0,
+            "mean_attended_columns": round(engine.batch.columns_read / max(1, engine.batch.steps))}
 
 
 def run_batch_generate(model, tokenizer, prompts, n, max_tokens, sampler, rows) -> dict:
@@ -222,9 +226,14 @@ def bench_model(args, spec: str) -> list[dict]:
         print(f"  {json.dumps(bg)}", flush=True)
         after = bare_forward(model, anchor_prompt, rows)
         bare = rows / ((before + after) / 2)
+        # The engine's rows are longer than the anchor's prompt (prompt + what they generated,
+        # left-aligned to the oldest row): the bare forward at the context attention read.
+        at_context = bare_forward(model, anchor_prompt, rows, context=eng["mean_attended_columns"])
         run = {"model": name, "rows": rows, "kind": kind, "bare_forward_tok_s": round(bare, 2),
                "bare_forward_ms": [round(1000 * before), round(1000 * after)],
                "bare_forward_context": len(anchor_prompt),
+               "bare_forward_at_engine_context_tok_s": round(rows / at_context, 2),
+               "engine_decode_vs_bare_at_engine_context": round(eng["decode_tokens_per_sec"] * at_context / rows, 3),
                "engine_tok_s": eng["tokens_per_sec"], "engine_decode_tok_s": eng["decode_tokens_per_sec"],
                "engine_vs_bare": round(eng["tokens_per_sec"] / bare, 3),
                "engine_decode_vs_bare": round(eng["decode_tokens_per_sec"] / bare, 3),

@@ -84,6 +84,8 @@ class SlotBatch:
         self.start: list[Optional[int]] = [None] * rows  # a live row's first column; None: free
         self.length = [0] * rows  # tokens in the row's cache: the position of its next token
         self.copies = 0  # whole-cache copies made (relayouts and row compactions)
+        self.steps = 0
+        self.columns_read = 0  # sum over steps of the columns attention read (hi - lo + 1)
         self.positions: Optional[mx.array] = None
         self._masks: dict = {}
 
@@ -169,6 +171,8 @@ class SlotBatch:
             self._relayout(0)
         self.positions = mx.array(self.length)
         self._masks = {}
+        self.steps += 1
+        self.columns_read += self.hi - self.lo + 1
         logits = model(mx.array(list(tokens))[:, None], cache=self.layers)[:, -1, :]
         self.hi += 1
         self.length = [n + 1 for n in self.length]
