@@ -172,6 +172,40 @@ def batch1_decode(model, prompt, steps: int = 16) -> float:
     return 1.0 / statistics.median(times[1:])
 
 
+def gemv_gap(model, repeats: int = 5) -> dict:
+    """One row times a weight matrix: MLX's matmul (the decode step's path) against the
+    bound OpenBLAS's cblas_sgemv on the same float32 weights, in GB/s of weights read."""
+    import ctypes
+
+    handle = blas._handle
+    if handle is None or not hasattr(handle, "cblas_sgemv"):
+        return {"note": "no OpenBLAS bound"}
+    sgemv = handle.cblas_sgemv
+    sgemv.argtypes = [ctypes.c_int] * 4 + [ctypes.c_float, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
+                                           ctypes.c_int, ctypes.c_float, ctypes.c_void_p, ctypes.c_int]
+    inner = model.model if hasattr(model, "model") else model
+    mats = {"mlp.down_proj": inner.layers[0].mlp.down_proj.weight, "embed/lm_head": inner.embed_tokens.weight}
+    out = {}
+    for name, w in mats.items():
+        if w.dtype != mx.float32:
+            continue
+        n, k = w.shape
+        x = mx.random.normal((1, k))
+        wn, xn, y = np.array(w), np.array(x)[0], np.zeros(n, np.float32)
+        t_mlx, t_gemv = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            mx.eval(x @ w.T)
+            t_mlx.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            sgemv(101, 111, n, k, 1.0, wn.ctypes.data, k, xn.ctypes.data, 1, 0.0, y.ctypes.data, 1)
+            t_gemv.append(time.perf_counter() - t0)
+        gb = w.nbytes / 1e9
+        out[name] = {"shape": [n, k], "mlx_matmul_gbs": round(gb / statistics.median(t_mlx), 2),
+                     "openblas_sgemv_gbs": round(gb / statistics.median(t_gemv), 2)}
+    return out
+
+
 def batch1_figure(model, prompt, rounds: int = 2) -> dict:
     wbytes = weight_bytes(model)
     rates: dict[str, list] = {}
@@ -183,10 +217,11 @@ def batch1_figure(model, prompt, rounds: int = 2) -> dict:
             threads_ok = set_threads(threads) and threads_ok
             rates.setdefault(f"{threads}", []).append(batch1_decode(model, prompt))
     set_threads(blas.state().threads or 1)
+    gap = gemv_gap(model)
     bw = max(bandwidth)
     ceiling = bw * 1e9 / wbytes
     out = {"weight_bytes_per_token": wbytes, "read_bandwidth_gbs": bandwidth, "ceiling_tok_s": round(ceiling, 2),
-           "threads_settable": threads_ok, "by_blas_threads": {}}
+           "threads_settable": threads_ok, "by_blas_threads": {}, "one_row_matmul": gap}
     for threads, r in rates.items():
         best = max(r)
         out["by_blas_threads"][threads] = {"tok_s": [round(x, 2) for x in r],

@@ -1,13 +1,16 @@
 """The batched sampling engine: one prefill per prompt, continuous batching.
 
 Each prompt is prefilled once, alone (batch 1, so its cache never depends on other
-prompts); its KV cache is then replicated along the batch for its N samples and
-joined to the running decode batch, which holds sequences of many problems at once.
-Sequences leave as they finish and new prompts are admitted into the freed rows,
-within `max_batch` rows and `max_kv_tokens` of (padded) KV cache.
+prompts); its KV cache is then written into a free row of the running decode batch for
+each of its N samples. The batch holds sequences of many problems at once (greedy
+evaluation with n=1 fills its rows across problems). Sequences leave as they finish and
+new prompts are admitted into the freed rows, within `max_batch` rows and `max_kv_tokens`
+of KV cache.
 
 The running cache is a SlotBatch (slots.py): a fixed number of rows that sequences join
-and leave without copying the cache.
+and leave without copying the cache. A step is the forward pass, one sampler call (one
+host sync: the tokens must reach the host to test stops) and Python bookkeeping; its parts
+are timed by `PhaseClock` (benchmarks/engine_speed.py).
 """
 
 from __future__ import annotations
