@@ -237,16 +237,17 @@ def bench_model(args, spec: str) -> list[dict]:
     greedy = SamplingParams(temperature=0.0, seed=0)
     hot_sampler = make_sampler(temp=hot.temperature, top_p=hot.top_p)
     greedy_sampler = make_sampler(temp=0.0)
-    most = max([args.greedy_problems, args.prompts] + [2 * r // args.n for r in args.rows])
+    most = max([args.greedy_problems, args.prompts] + [3 * r // (2 * args.n) for r in args.rows])
     ids, prompts = real_prompts(tokenizer, most, Path(args.mbpp))
     anchor_prompt = min(prompts, key=lambda p: abs(len(p) - 200))  # the anchor: ~200 tokens
     run_engine(model, tokenizer, prompts[:1], 2, 4, hot, 2)  # warm-up of every path
     batch_generate(model, tokenizer, prompts[:1] * 2, max_tokens=4, sampler=hot_sampler)
     bare_forward(model, anchor_prompt, 2, steps=1)
     runs = []
-    # Twice as many sequences as rows: the batch refills as sequences finish.
-    cases = [(rows, "sampled", args.prompts or max(1, 2 * rows // args.n), args.n) for rows in args.rows]
-    if args.greedy_problems:
+    # 1.5x as many sequences as rows: the batch refills as sequences finish.
+    cases = [(rows, "sampled", args.prompts or max(1, 3 * rows // (2 * args.n)), args.n) for rows in args.rows
+             if "sampled" in args.cases]
+    if args.greedy_problems and "greedy" in args.cases:
         cases.append((max(args.rows), "greedy", args.greedy_problems, 1))
     for rows, kind, count, n in cases:
         params, sampler = (hot, hot_sampler) if kind == "sampled" else (greedy, greedy_sampler)
@@ -282,7 +283,7 @@ def bench_model(args, spec: str) -> list[dict]:
               flush=True)
         runs.append(run)
         yield runs[-1], None
-    if args.batch1:
+    if "batch1" in args.cases:
         print(f"[{name}] batch-1 decode vs read bandwidth ...", flush=True)
         fig = batch1_figure(model, anchor_prompt)
         fig["model"] = name
@@ -294,32 +295,42 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", action="append", required=True, help="a model spec (repeatable)")
     ap.add_argument("--rows", default="16,32")
-    ap.add_argument("--prompts", type=int, default=0, help="prompts of the sampled runs [2 x rows / n]")
+    ap.add_argument("--prompts", type=int, default=0, help="prompts of the sampled runs [1.5 x rows / n]")
     ap.add_argument("--n", type=int, default=8, help="samples per prompt in the sampled runs")
     ap.add_argument("--greedy-problems", type=int, default=40, help="problems of the greedy n=1 run (0: skip)")
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--mbpp", default=str(MBPP))
-    ap.add_argument("--no-batch1", dest="batch1", action="store_false")
+    ap.add_argument("--cases", default="sampled,greedy,batch1",
+                    help="which parts: sampled (n samples per prompt at each --rows), greedy (n=1 across "
+                         "problems at the largest --rows), batch1 (one-row decode vs bandwidth)")
     ap.add_argument("--skip-bg", action="store_true", help="leave batch_generate out (a quick look)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     args.rows = [int(r) for r in args.rows.split(",")]
+    args.cases = args.cases.split(",")
     out_path = Path(args.out)
     result = json.loads(out_path.read_text()) if out_path.exists() else {}
     names = {Path(m).name for m in args.model}
-    result["runs"] = [r for r in result.get("runs", []) if r["model"] not in names]
-    result["batch1"] = [r for r in result.get("batch1", []) if r["model"] not in names]
-    result.update(environment=environment(), blas=blas.state().to_dict(), mlx=mx.__version__,
-                  loadavg_before=os.getloadavg())
+    cases = args.cases
+    # A run replaces what it measures again (same model, rows and kind) and keeps the rest.
+    fresh = {(n, r, k) for n in names for r in args.rows for k in ("sampled", "greedy") if k in cases}
+    result["runs"] = [r for r in result.get("runs", []) if (r["model"], r["rows"], r["kind"]) not in fresh
+                      and not (r["kind"] == "greedy" and "greedy" in cases and r["model"] in names)]
+    if "batch1" in cases:
+        result["batch1"] = [r for r in result.get("batch1", []) if r["model"] not in names]
+    result.setdefault("batch1", [])
+    result.update(environment=environment(), blas=blas.state().to_dict(), mlx=mx.__version__)
+    result.setdefault("invocations", []).append({"argv": " ".join(os.sys.argv[1:]), "loadavg_before": os.getloadavg(),
+                                                 "study_paused": os.environ.get("STUDY_PAUSED") == "1"})
     for spec in args.model:
         for run, fig in bench_model(args, spec):
             if run:
                 result["runs"].append(run)
             if fig:
                 result["batch1"].append(fig)
-            result["loadavg_after"] = os.getloadavg()
+            result["invocations"][-1]["loadavg_after"] = os.getloadavg()
             write_json_atomic(out_path, result)
     print(f"wrote {out_path}")
 
