@@ -243,6 +243,12 @@ def bench_model(args, spec: str) -> list[dict]:
     run_engine(model, tokenizer, prompts[:1], 2, 4, hot, 2)  # warm-up of every path
     batch_generate(model, tokenizer, prompts[:1] * 2, max_tokens=4, sampler=hot_sampler)
     bare_forward(model, anchor_prompt, 2, steps=1)
+    if "batch1" in args.cases:
+        print(f"[{name}] batch-1 decode vs read bandwidth ...", flush=True)
+        fig = batch1_figure(model, anchor_prompt)
+        fig["model"] = name
+        print(f"  {json.dumps(fig)}", flush=True)
+        yield None, fig
     runs = []
     # 1.5x as many sequences as rows: the batch refills as sequences finish.
     cases = [(rows, "sampled", args.prompts or max(1, 3 * rows // (2 * args.n)), args.n) for rows in args.rows
@@ -254,6 +260,7 @@ def bench_model(args, spec: str) -> list[dict]:
         ps = prompts[:count]
         print(f"[{name} rows={rows} {kind}] bare forward ...", flush=True)
         before = bare_forward(model, anchor_prompt, rows)
+        print(f"  bare forward {1000 * before:.0f} ms/step", flush=True)
         print(f"[{name} rows={rows} {kind}] engine: {len(ps)} prompts x {n} ...", flush=True)
         eng = run_engine(model, tokenizer, ps, n, args.max_tokens, params, rows)
         print(f"  {json.dumps(eng)}", flush=True)
@@ -265,6 +272,8 @@ def bench_model(args, spec: str) -> list[dict]:
         # The engine's rows are longer than the anchor's prompt (prompt + what they generated,
         # left-aligned to the oldest row): the bare forward at the context attention read.
         at_context = bare_forward(model, anchor_prompt, rows, context=eng["mean_attended_columns"])
+        print(f"  bare forward after {1000 * after:.0f} ms/step; at {eng['mean_attended_columns']} columns "
+              f"{1000 * at_context:.0f} ms/step", flush=True)
         run = {"model": name, "rows": rows, "kind": kind, "bare_forward_tok_s": round(bare, 2),
                "bare_forward_ms": [round(1000 * before), round(1000 * after)],
                "bare_forward_context": len(anchor_prompt),
@@ -283,12 +292,6 @@ def bench_model(args, spec: str) -> list[dict]:
               flush=True)
         runs.append(run)
         yield runs[-1], None
-    if "batch1" in args.cases:
-        print(f"[{name}] batch-1 decode vs read bandwidth ...", flush=True)
-        fig = batch1_figure(model, anchor_prompt)
-        fig["model"] = name
-        print(f"  {json.dumps(fig)}", flush=True)
-        yield None, fig
 
 
 def main():
