@@ -91,9 +91,11 @@ def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, 
                           "max_tokens": max_tokens, "seed": seed}
     result["prompt_style"] = get_style(prompt_style, raw=bool((sampling_kw or {}).get("raw_prompt"))).name
     result["mean_output_tokens"] = sum(s.num_tokens for s in samples) / max(1, len(samples))
-    # Generated tokens per second of this call's sampling (None when every sample was on disk).
+    # Wall-clock figures of this call, apart from the results (a resumed run must give the same
+    # results): generated tokens per second of its sampling, None when every sample was on disk.
     rate = stats.get("tokens_per_sec") if stats.get("new") else None
-    result["sampling_tokens_per_sec"] = round(rate, 2) if rate else None
+    result["timing"] = {"sampling_tokens_per_sec": round(rate, 2) if rate else None,
+                        "max_batch": stats.get("max_batch")}
     return result
 
 
@@ -109,6 +111,7 @@ def temperature_sweep(model, problems: Sequence[Problem], temperatures: Sequence
     results = {}
     for t in temperatures:
         results[f"{t:g}"] = evaluate_model(loaded, problems, work_dir=Path(work_dir) / f"T{t:g}", temperature=t, **kw)
+        results[f"{t:g}"].pop("timing")  # wall-clock; the sweep is a result a rerun reproduces
     best = max(results, key=lambda k: (results[k]["pass_at_1"], -float(k)))
     return {"results": results, "best_temperature": float(best), "best_pass_at_1": results[best]["pass_at_1"]}
 

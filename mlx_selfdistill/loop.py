@@ -208,6 +208,7 @@ class Run:
         result = evaluate_model(loaded, problems, work_dir=self.dir / label / "eval",
                                 temperature=cfg.temperature, **kw)
         result["model"], result["adapter"] = model, adapter
+        result.pop("timing", None)  # wall-clock: eval.json holds what a resumed run reproduces
         if cfg.sweep:
             result["sweep"] = temperature_sweep(loaded, problems, cfg.sweep, work_dir=self.dir / label / "sweep", **kw)
         write_json_atomic(out, result)
