@@ -119,6 +119,9 @@ def run_engine(model, tokenizer, prompts, n, max_tokens, params, rows) -> dict:
             "tokens_per_sec": round(tokens / seconds, 2),
             "decode_tokens_per_sec": round(tokens / decode_s, 2),
             "forward_tokens_per_sec": round(tokens / clock.seconds["forward"], 2),
+            # Steps with every row live (not the drain at the end, when rows empty one by one).
+            "full_batch_steps": clock.full_steps,
+            "full_batch_tokens_per_sec": round(clock.full_tokens / clock.full_seconds, 2) if clock.full_steps else None,
             "eos_stop_fraction": round(sum(f.finish_reason == "stop" for f in out) / len(out), 3),
             "mean_tokens": round(tokens / len(out), 1), "steps": clock.steps, "phase_seconds": parts,
             "per_step_ms": per_step, "prompt_tokens": engine.prompt_tokens,
@@ -282,6 +285,9 @@ def bench_model(args, spec: str) -> list[dict]:
                "engine_tok_s": eng["tokens_per_sec"], "engine_decode_tok_s": eng["decode_tokens_per_sec"],
                "engine_vs_bare": round(eng["tokens_per_sec"] / bare, 3),
                "engine_decode_vs_bare": round(eng["decode_tokens_per_sec"] / bare, 3),
+               "engine_full_batch_tok_s": eng["full_batch_tokens_per_sec"],
+               "engine_full_batch_vs_bare_at_engine_context": round(eng["full_batch_tokens_per_sec"] * at_context / rows, 3)
+               if eng["full_batch_tokens_per_sec"] else None,
                "batch_generate_tok_s": bg["tokens_per_sec"] if bg else None,
                "engine_vs_batch_generate": round(eng["tokens_per_sec"] / bg["tokens_per_sec"], 3) if bg else None,
                "eos": True, "max_tokens": args.max_tokens, "samples_per_prompt": n,

@@ -39,20 +39,36 @@ class PhaseClock:
     def __init__(self):
         self.seconds: dict[str, float] = {}
         self.steps = 0
+        self.full_steps = 0  # steps with every row of the batch live (none idle, e.g. in the tail)
+        self.full_seconds = 0.0  # their forward, sampler and bookkeeping time
+        self.full_tokens = 0
         self._t = time.perf_counter()
+        self._step = 0.0
 
     def lap(self, phase: str, *arrays) -> None:
         if arrays:
             mx.eval(*arrays)
         now = time.perf_counter()
         self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self._t
+        if phase != "prefill":
+            self._step += now - self._t
         self._t = now
+
+    def end_step(self, live: int, rows: int) -> None:
+        if live == rows:
+            self.full_steps += 1
+            self.full_seconds += self._step
+            self.full_tokens += live
+        self._step = 0.0
 
 
 class _Off:
     steps = 0
 
     def lap(self, phase, *arrays):
+        pass
+
+    def end_step(self, live, rows):
         pass
 
 
@@ -280,6 +296,7 @@ class SamplingEngine:
                 clock.lap("compact")
 
             # Decode one token for every row; sample the live ones.
+            clock.end_step(len(live_rows), slots)  # what followed the previous step counts to it
             logits = batch.forward(self.model, feed)
             clock.lap("forward", logits)
             clock.steps += 1

@@ -92,14 +92,25 @@ def _on_cpu() -> bool:
     return mx.default_device() == mx.cpu
 
 
-def log_normalizer(logits: mx.array, temperature: float = 1.0) -> mx.array:
-    """logsumexp(logits / temperature) over the last axis of (B, V), keepdims."""
+def log_normalizers(logits: mx.array, temperatures) -> list:
+    """logsumexp(logits / t) over the last axis of (B, V), keepdims, for each t; on the CPU
+    the row maxima and the shifted logits are computed once for all of them."""
     if not _on_cpu():
-        return mx.logsumexp(logits / temperature if temperature != 1 else logits, axis=-1, keepdims=True)
+        return [mx.logsumexp(logits / t if t != 1 else logits, axis=-1, keepdims=True) for t in temperatures]
     a = np.asarray(logits, dtype=np.float32)
     m = a.max(axis=-1, keepdims=True)
-    z = a - m if temperature == 1 else (a - m) / np.float32(temperature)
-    return mx.array(m / np.float32(temperature) + np.log(np.exp(z).sum(axis=-1, keepdims=True)))
+    z = a - m
+    e = np.empty_like(z)
+    out = []
+    for t in temperatures:
+        np.exp(z if t == 1 else np.multiply(z, np.float32(1 / t), out=e), out=e)
+        out.append(mx.array(m / np.float32(t) + np.log(e.sum(axis=-1, keepdims=True))))
+    return out
+
+
+def log_normalizer(logits: mx.array, temperature: float = 1.0) -> mx.array:
+    """logsumexp(logits / temperature) over the last axis of (B, V), keepdims."""
+    return log_normalizers(logits, [temperature])[0]
 
 
 def _softmax(logits: mx.array, temperature: float) -> mx.array:
@@ -122,20 +133,27 @@ BLOCK = 64
 def _top_columns(x, k: int):
     """(B, k) columns of each row's k largest values, in no particular order. `x` is an
     mx.array, or a numpy array on the CPU backend (where numpy's partition is ~10x MLX's)."""
-    xp = np if isinstance(x, np.ndarray) else mx
-    take = np.take_along_axis if xp is np else mx.take_along_axis
     rows, vocab = x.shape
     blocks = vocab // BLOCK
     if 4 * k * BLOCK > vocab:
-        return xp.argpartition(-x, k - 1, axis=-1)[:, :k]
+        return (np if isinstance(x, np.ndarray) else mx).argpartition(-x, k - 1, axis=-1)[:, :k]
     whole = blocks * BLOCK
-    maxima = x[:, :whole].reshape(rows, blocks, BLOCK).max(axis=-1)
-    best = xp.argpartition(-maxima, k - 1, axis=-1)[:, :k]
-    cols = (best[:, :, None] * BLOCK + xp.arange(BLOCK)).reshape(rows, k * BLOCK)
-    if whole < vocab:  # the last partial block's columns are candidates as they are
-        cols = xp.concatenate([cols, xp.broadcast_to(xp.arange(whole, vocab), (rows, vocab - whole))], axis=1)
-    part = xp.argpartition(-take(x, cols, axis=-1), k - 1, axis=-1)[:, :k]
-    return take(cols, part, axis=-1)
+    if isinstance(x, np.ndarray):
+        grid = x[:, :whole].reshape(rows, blocks, BLOCK)
+        best = np.argpartition(-grid.max(axis=-1), k - 1, axis=-1)[:, :k]
+        vals = np.take_along_axis(grid, best[:, :, None], axis=1).reshape(rows, k * BLOCK)  # whole blocks
+        cols = (best[:, :, None] * BLOCK + np.arange(BLOCK)).reshape(rows, k * BLOCK)
+        if whole < vocab:  # the last partial block's columns are candidates as they are
+            vals = np.concatenate([vals, x[:, whole:]], axis=1)
+            cols = np.concatenate([cols, np.broadcast_to(np.arange(whole, vocab), (rows, vocab - whole))], axis=1)
+        return np.take_along_axis(cols, np.argpartition(-vals, k - 1, axis=-1)[:, :k], axis=-1)
+    maxima = mx.max(x[:, :whole].reshape(rows, blocks, BLOCK), axis=-1)
+    best = mx.argpartition(-maxima, kth=k - 1, axis=-1)[:, :k]
+    cols = (best[:, :, None] * BLOCK + mx.arange(BLOCK)).reshape(rows, k * BLOCK)
+    if whole < vocab:
+        cols = mx.concatenate([cols, mx.broadcast_to(mx.arange(whole, vocab), (rows, vocab - whole))], axis=1)
+    part = mx.argpartition(-_take(x, cols), kth=k - 1, axis=-1)[:, :k]
+    return _take(cols, part)
 
 
 # Top-p alone needs the tokens in order of probability. Sorting a 152k vocabulary for
@@ -164,10 +182,10 @@ def _sorted_top(logits: mx.array, k: int, temperature: float):
     return _take(part, order), _take(vals, order) / temperature
 
 
-def _nucleus_candidates(logits: mx.array, temperature: float, top_p: float):
+def _nucleus_candidates(logits: mx.array, temperature: float, top_p: float, log_z=None):
     """(ids, tempered values, log normaliser): the vocabulary by descending value, or only
     its head when the head holds at least top_p of the mass in every row."""
-    log_z = log_normalizer(logits, temperature)
+    log_z = log_normalizer(logits, temperature) if log_z is None else log_z
     if logits.shape[-1] > 4 * NUCLEUS_CANDIDATES:
         ids, vals = _sorted_top(logits, NUCLEUS_CANDIDATES, temperature)
         head_mass = mx.exp(mx.logsumexp(vals, axis=-1) - log_z[:, 0])
@@ -177,8 +195,9 @@ def _nucleus_candidates(logits: mx.array, temperature: float, top_p: float):
     return ids, _take(logits, ids) / temperature, log_z
 
 
-def truncated_distribution(logits: mx.array, params: SamplingParams):
+def truncated_distribution(logits: mx.array, params: SamplingParams, log_z_tempered=None):
     """(token ids or None, probabilities) of the tempered, truncated distribution.
+    `log_z_tempered`: logsumexp(logits / T), when the caller has it.
 
     ids is None when no sort was needed: then column j is token j. Probabilities are
     zero for removed tokens and sum to the kept mass (renormalise by the last cumsum).
@@ -191,7 +210,7 @@ def truncated_distribution(logits: mx.array, params: SamplingParams):
         ids, vals = _sorted_top(logits, top_k, t)
         probs = mx.softmax(vals, axis=-1)
     elif params.top_p < 1:
-        ids, vals, log_z = _nucleus_candidates(logits, t, params.top_p)
+        ids, vals, log_z = _nucleus_candidates(logits, t, params.top_p, log_z_tempered)
         probs = mx.exp(vals - log_z)  # under the whole vocabulary, as top-p measures mass
     else:
         ids = None
@@ -218,12 +237,17 @@ def sample_tokens(logits: mx.array, params: SamplingParams, uniforms: mx.array):
     distribution), each of shape (B,). Greedy rows have sampling log-prob 0.
     """
     logits = logits.astype(mx.float32)
-    log_z = log_normalizer(logits)[:, 0]
+    tempered = not params.greedy and params.top_p < 1 and not 0 < params.top_k < logits.shape[-1]
+    if tempered and params.temperature != 1:  # top-p needs the tempered normaliser too: one pass for both
+        log_z, log_z_t = log_normalizers(logits, [1.0, params.temperature])
+    else:
+        log_z = log_z_t = log_normalizer(logits)
+    log_z = log_z[:, 0]
     if params.greedy:
         tokens = mx.array(np.asarray(logits).argmax(axis=-1)) if _on_cpu() else mx.argmax(logits, axis=-1)
         lp = _take(logits, tokens[:, None])[:, 0] - log_z
         return tokens, lp, mx.zeros_like(lp)
-    ids, probs = truncated_distribution(logits, params)
+    ids, probs = truncated_distribution(logits, params, log_z_t if tempered else None)
     cdf = mx.cumsum(probs, axis=-1)
     total = cdf[:, -1:]
     # Inverse CDF: the first column whose cumulative mass exceeds u * total. Removed
