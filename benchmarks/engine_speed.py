@@ -101,6 +101,40 @@ def bare_forward(model, prompt: list[int], rows: int, steps: int = 6, context: i
     return statistics.median(times[1:])
 
 
+def slot_vs_bare(model, prompt: list[int], rows: int, rounds: int = 4, steps: int = 4) -> dict:
+    """The engine's decode step (SlotBatch.forward) against the bare forward on mlx_lm's
+    BatchKVCache, same rows and context, alternated step block by step block so load hits
+    both alike: medians of each side's step times."""
+    from mlx_selfdistill.sampling.slots import SlotBatch
+
+    template = make_prompt_cache(model)
+    logits = model(mx.array(prompt)[None], cache=template)[:, -1, :]
+    first = int(mx.argmax(logits, axis=-1).item())
+    times = {"bare": [], "slot": []}
+    for _ in range(rounds):
+        cache = [replicate(c, rows) for c in template]
+        last = mx.full((rows,), first, mx.int32)
+        for i in range(steps + 1):
+            t0 = time.perf_counter()
+            last = mx.argmax(model(last[:, None], cache=cache)[:, -1, :], axis=-1)
+            mx.eval(last)
+            if i:
+                times["bare"].append(time.perf_counter() - t0)
+        batch = SlotBatch(template, rows)
+        batch.admit(range(rows), template)
+        feed = [first] * rows
+        for i in range(steps + 1):
+            t0 = time.perf_counter()
+            nxt = mx.argmax(batch.forward(model, feed), axis=-1)
+            mx.eval(nxt)
+            feed = nxt.tolist()
+            if i:
+                times["slot"].append(time.perf_counter() - t0)
+    bare, slot = statistics.median(times["bare"]), statistics.median(times["slot"])
+    return {"rows": rows, "context": len(prompt), "bare_ms": round(1000 * bare, 1), "slot_ms": round(1000 * slot, 1),
+            "slot_vs_bare_tok_s": round(bare / slot, 3)}
+
+
 def run_engine(model, tokenizer, prompts, n, max_tokens, params, rows) -> dict:
     engine = SamplingEngine(model, tokenizer, params, max_tokens=max_tokens, max_batch=rows,
                             runaway=RunawayConfig(enabled=False))
@@ -251,7 +285,13 @@ def bench_model(args, spec: str) -> list[dict]:
         fig = batch1_figure(model, anchor_prompt)
         fig["model"] = name
         print(f"  {json.dumps(fig)}", flush=True)
-        yield None, fig
+        yield None, fig, None
+    if "ab" in args.cases:
+        for rows in args.rows:
+            print(f"[{name}] engine step vs bare forward, {rows} rows ...", flush=True)
+            ab = {"model": name, **slot_vs_bare(model, anchor_prompt, rows)}
+            print(f"  {json.dumps(ab)}", flush=True)
+            yield None, None, ab
     runs = []
     # 1.5x as many sequences as rows: the batch refills as sequences finish.
     cases = [(rows, "sampled", args.prompts or max(1, 3 * rows // (2 * args.n)), args.n) for rows in args.rows
@@ -297,7 +337,7 @@ def bench_model(args, spec: str) -> list[dict]:
         print(f"  => {json.dumps({k: run[k] for k in ('bare_forward_tok_s', 'engine_tok_s', 'engine_decode_tok_s', 'batch_generate_tok_s')})}",
               flush=True)
         runs.append(run)
-        yield runs[-1], None
+        yield runs[-1], None, None
 
 
 def main():
@@ -312,7 +352,7 @@ def main():
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--mbpp", default=str(MBPP))
     ap.add_argument("--cases", default="sampled,greedy,batch1",
-                    help="which parts: sampled (n samples per prompt at each --rows), greedy (n=1 across "
+                    help="which parts: ab (the engine's decode step vs the bare forward, alternated), sampled (n samples per prompt at each --rows), greedy (n=1 across "
                          "problems at the largest --rows), batch1 (one-row decode vs bandwidth)")
     ap.add_argument("--skip-bg", action="store_true", help="leave batch_generate out (a quick look)")
     ap.add_argument("--out", default=str(RESULTS))
@@ -334,11 +374,14 @@ def main():
     result.setdefault("invocations", []).append({"argv": " ".join(os.sys.argv[1:]), "loadavg_before": os.getloadavg(),
                                                  "study_paused": os.environ.get("STUDY_PAUSED") == "1"})
     for spec in args.model:
-        for run, fig in bench_model(args, spec):
+        for run, fig, ab in bench_model(args, spec):
             if run:
                 result["runs"].append(run)
             if fig:
                 result["batch1"].append(fig)
+            if ab:
+                result["step_vs_bare"] = [x for x in result.get("step_vs_bare", [])
+                                          if (x["model"], x["rows"]) != (ab["model"], ab["rows"])] + [ab]
             result["invocations"][-1]["loadavg_after"] = os.getloadavg()
             write_json_atomic(out_path, result)
     print(f"wrote {out_path}")
