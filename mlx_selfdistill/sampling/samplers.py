@@ -85,7 +85,7 @@ def _take(x, idx):
 # The log-normaliser (for every sample's log-probability) and the untruncated softmax read
 # the whole vocabulary each step. MLX's CPU exp runs at ~15 ns an element (60 ms for 32 rows
 # of Qwen's 152k vocabulary, 10 % of the 0.5B's decode step); numpy's vectorised exp takes
-# ~12 ms for the same logsumexp, copy included (benchmarks/engine_speed.py). So on the CPU
+# ~12 ms for the same logsumexp, copy included (timed while writing this). So on the CPU
 # backend these two passes run in numpy; on a GPU they stay in MLX.
 
 def _on_cpu() -> bool:
