@@ -28,9 +28,21 @@ from mlx_selfdistill.jsonl import write_json_atomic
 from mlx_selfdistill.models import load_model
 from mlx_selfdistill.sampling import SamplingParams, sample_tokens
 from mlx_selfdistill.sampling import samplers
-from mlx_selfdistill.sampling.engine import _replicate
 
 RESULTS = Path(__file__).resolve().parent / "results" / "decode_profile.json"
+
+
+def _replicate(layer_cache, k: int):
+    """A k-row BatchKVCache of copies of a one-row KVCache (a prompt's N samples)."""
+    from mlx_lm.models.cache import BatchKVCache
+
+    n = layer_cache.offset
+    out = BatchKVCache([0] * k)
+    out.keys = mx.repeat(layer_cache.keys[:, :, :n, :], k, axis=0)
+    out.values = mx.repeat(layer_cache.values[:, :, :n, :], k, axis=0)
+    out.offset = out.offset + n
+    out._idx = n
+    return out
 
 
 def main():

@@ -91,10 +91,11 @@ def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, 
     samples_path = work_dir / "samples.jsonl"
     total = 2 * len(problems) * n  # each sample is drawn, then verified
     tick = (lambda *_: progress({"advance": 1, "total": total})) if progress else None
+    stats: dict = {}
     sample_problems(
         loaded[0], loaded[1], list(problems), n=n, temperature=temperature, top_k=top_k, top_p=top_p,
         min_p=min_p, max_tokens=max_tokens, seed=seed, out_path=samples_path, on_sample=tick,
-        prompt_style=prompt_style, model_name=model_id, **(sampling_kw or {}),
+        prompt_style=prompt_style, model_name=model_id, stats=stats, **(sampling_kw or {}),
     )
     samples = in_key_order(read_records(samples_path, Sample))  # file order depends on resumes
     verdicts, _ = verify_into_file(list(problems), samples, work_dir / "verdicts.jsonl", workers=workers,
@@ -104,6 +105,11 @@ def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, 
     result["prompt_style"] = style.name
     result["mean_output_tokens"] = sum(s.num_tokens for s in samples) / max(1, len(samples))
     result["model_identity"], result["work_dir"] = model_id, str(work_dir)
+    # Wall-clock figures of this call, apart from the results (a resumed run must give the same
+    # results): generated tokens per second of its sampling, None when every sample was on disk.
+    rate = stats.get("tokens_per_sec") if stats.get("new") else None
+    result["timing"] = {"sampling_tokens_per_sec": round(rate, 2) if rate else None,
+                        "max_batch": stats.get("max_batch")}
     return result
 
 
@@ -124,6 +130,7 @@ def temperature_sweep(model, problems: Sequence[Problem], temperatures: Sequence
     results = {}
     for t in temperatures:
         results[f"{t:g}"] = evaluate_model(loaded, problems, work_dir=Path(work_dir) / f"T{t:g}", temperature=t, **kw)
+        results[f"{t:g}"].pop("timing")  # wall-clock; the sweep is a result a rerun reproduces
     best = max(results, key=lambda k: (results[k]["pass_at_1"], -float(k)))
     return {"results": results, "best_temperature": float(best), "best_pass_at_1": results[best]["pass_at_1"]}
 

@@ -241,6 +241,7 @@ class Run:
         kw["model_id"] = self.identity(model, adapter)
         result = evaluate_model(loaded, problems, work_dir=out_dir / "eval", temperature=cfg.temperature, **kw)
         result["model"], result["adapter"] = model, adapter
+        result.pop("timing", None)  # wall-clock: eval.json holds what a resumed run reproduces
         if cfg.sweep and not validating:
             result["sweep"] = temperature_sweep(loaded, problems, cfg.sweep, work_dir=out_dir / "sweep", **kw)
         write_json_atomic(out, result)

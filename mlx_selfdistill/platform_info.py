@@ -202,8 +202,9 @@ def default_model_status(path: Path = DEFAULT_MODEL_DIR) -> dict:
     return {"path": str(path), "exists": exists and not missing, "missing": missing}
 
 
-def diagnose(run_blas_check: bool = True) -> dict:
-    """Everything `mlx-selfdistill doctor` reports, as a plain dict."""
+def diagnose(run_blas_check: bool = True, rows_model: str | None = None, run_rows_check: bool = True) -> dict:
+    """Everything `mlx-selfdistill doctor` reports, as a plain dict. `rows_model`: the model
+    whose decode rows are probed (default: the embedded tiny model; cached per machine)."""
     from .energy import available_meters
     from .metrics import memory_bandwidth_gbs
 
@@ -219,4 +220,15 @@ def diagnose(run_blas_check: bool = True) -> dict:
         "energy_meters": meters,
         "energy_meter": usable[0] if usable else "none",
         "default_model": default_model_status(),
+        "decode_rows": _rows(rows_model) if run_rows_check else None,
     }
+
+
+def _rows(model_spec: str | None) -> list[dict] | dict:
+    from .errors import UserError
+    from .sampling.rows import rows_report
+
+    try:
+        return rows_report(model_spec)
+    except (UserError, OSError) as exc:
+        return {"error": str(exc)}

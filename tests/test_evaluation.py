@@ -67,6 +67,10 @@ def test_eval_cli_json_and_bad_k(tmp_path, capsys):
     assert code in (0, None)
     printed = json.loads(capsys.readouterr().out)
     assert printed["base"]["sampling"]["n"] == 1  # greedy: one sample per problem is enough
+    assert printed["base"]["timing"]["sampling_tokens_per_sec"] > 0
+    main(["eval", "--problems", "toy:heldout:4", "--max-tokens", "48", "--temperature", "0",
+          "--out", str(tmp_path / "e"), "--json"])  # resumed: nothing sampled, no rate to report
+    assert json.loads(capsys.readouterr().out)["base"]["timing"]["sampling_tokens_per_sec"] is None
     with pytest.raises(SystemExit) as exc:
         main(["eval", "--problems", "toy:heldout:4", "-n", "2", "-k", "1,5", "--out", str(tmp_path / "e2")])
     assert exc.value.code == 2

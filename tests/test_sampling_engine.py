@@ -3,6 +3,7 @@
 import mlx.core as mx
 import pytest
 from mlx_lm import stream_generate
+from mlx_lm.models.cache import make_prompt_cache
 
 from mlx_selfdistill.models import load_model, prompt_tokens
 from mlx_selfdistill.sampling import (RunawayConfig, SamplingEngine, SamplingParams, Request, repetition_period,
@@ -144,3 +145,39 @@ def test_kv_budget_bounds_the_batch_without_changing_samples(tiny, prompts):
     tight = {(f.tag, f.sample_index): f for f in engine.run(requests(prompts, 3), on_tokens=sizes.append)}
     assert max(sizes) <= 3
     assert {k: f.tokens for k, f in tight.items()} == {k: f.tokens for k, f in free.items()}
+
+
+def test_greedy_across_problems_in_one_batch_equals_each_alone(tiny, prompts):
+    """n=1 (greedy evaluation): every problem shares the batch and each output is token for
+    token what a one-row run gives."""
+    sizes = []
+    model, tokenizer = tiny
+    engine = SamplingEngine(model, tokenizer, SamplingParams(temperature=0), max_tokens=40, max_batch=32)
+    together = {f.tag: f.tokens for f in engine.run(requests(prompts, 1), on_tokens=sizes.append)}
+    assert max(sizes) == len(prompts)  # all problems decoded at once
+    for j, p in enumerate(prompts):
+        alone = run(tiny, SamplingParams(temperature=0), [requests([p], 1)[0]], max_tokens=40, max_batch=1)
+        assert alone[(0, 0)].tokens == together[j], j
+
+
+def test_long_sequences_past_the_cache_block_and_refill_stay_exact(tiny, prompts):
+    """Past STEP columns the slot cache is relaid out; with 2 rows for 6 sequences rows are
+    refilled many times: outputs still match mlx_lm's one-row generation."""
+    from mlx_selfdistill.sampling.slots import STEP
+
+    model, tokenizer = tiny
+    eos = next(iter(tokenizer.eos_token_ids))
+    biased = Biased(model, {eos: -1e9})
+    engine = SamplingEngine(biased, tokenizer, SamplingParams(temperature=0), max_tokens=STEP + 40, max_batch=2,
+                            runaway=RunawayConfig(enabled=False))
+    got = {(f.tag, f.sample_index): f.tokens for f in engine.run(requests(prompts[:3], 2))}
+    assert engine.batch.copies >= 2
+    for j, prompt in enumerate(prompts[:3]):
+        cache = make_prompt_cache(biased)
+        logits = biased(mx.array(prompt)[None], cache=cache)[:, -1, :]
+        ref = []
+        for _ in range(STEP + 40):
+            t = int(mx.argmax(logits, axis=-1).item())
+            ref.append(t)
+            logits = biased(mx.array([[t]]), cache=cache)[:, -1, :]
+        assert got[(j, 0)] == ref and got[(j, 1)] == ref, j

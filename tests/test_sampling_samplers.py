@@ -112,3 +112,19 @@ def test_top_p_on_a_large_vocabulary_is_exact_with_or_without_the_candidate_head
         got = np.zeros(vocab)
         got[ids[row]] = probs[row] / probs[row].sum()
         np.testing.assert_allclose(got, analytic_distribution(logits[row], params), atol=2e-6)
+
+
+@pytest.mark.parametrize("k", [20, 256])
+def test_blocked_top_k_finds_the_values_of_a_full_partition(k):
+    from mlx_selfdistill.sampling.samplers import BLOCK, _top_columns
+
+    rng = np.random.default_rng(0)
+    vocab = 4 * 256 * BLOCK + 37  # large enough for the blocked search, with a partial last block
+    logits = rng.normal(size=(4, vocab)).astype(np.float32)
+    logits[1] = np.round(logits[1], 1)  # many ties
+    logits[2, -5:] = 50.0  # the largest values sit in the partial block
+    logits[3, :BLOCK] = 40.0  # one block holds more than its share
+    for cols in (np.array(_top_columns(mx.array(logits), k)), _top_columns(logits, k)):  # MLX, numpy (CPU)
+        assert all(len(set(row)) == k for row in cols.tolist())
+        got = np.sort(np.take_along_axis(logits, cols, -1), -1)
+        np.testing.assert_array_equal(got, np.sort(logits, -1)[:, -k:])

@@ -53,6 +53,14 @@ def render(report: dict) -> None:
                          f"\nmissing {', '.join(dm['missing'])}: build it with "
                          "python -m mlx_selfdistill.toy.build_model")
     rows.append(["default model", _row_status(dm["exists"]), text])
+    probes = report.get("decode_rows")
+    if isinstance(probes, dict):
+        rows.append(["decode rows", _row_status(False), probes["error"]])
+    for p in probes or []:
+        rates = ", ".join(f"{r}: {v:g}" for r, v in p["tok_s"].items())
+        rows.append([f"decode rows: {p['model']}", _row_status(None),
+                     f"{p['rows']} (bare decode tokens/s by rows, {p['context']}-token context: {rates}); "
+                     "sample --max-batch auto uses it"])
     t = Table(title="mlx-selfdistill doctor")
     t.add_column("check", no_wrap=True)
     t.add_column("status")
@@ -73,13 +81,16 @@ def render(report: dict) -> None:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("--no-blas-check", is_flag=True, help="Skip the matmul timing.")
-def doctor(as_json: bool, no_blas_check: bool) -> None:
+@click.option("--model", "model_spec", default=None,
+              help="Probe the decode rows for this model (cached per machine) [the embedded tiny model].")
+@click.option("--no-rows-check", is_flag=True, help="Skip the decode-rows probe.")
+def doctor(as_json: bool, no_blas_check: bool, model_spec, no_rows_check: bool) -> None:
     """Check the platform: MLX backend, BLAS, memory, energy meters, default model, sandbox."""
     from ..platform_info import diagnose
 
     from ..execution import inspect_protections
 
-    report = diagnose(run_blas_check=not no_blas_check)
+    report = diagnose(run_blas_check=not no_blas_check, rows_model=model_spec, run_rows_check=not no_rows_check)
     report["sandbox"] = inspect_protections()
     if as_json:
         print_json(report)

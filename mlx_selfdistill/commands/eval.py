@@ -68,6 +68,8 @@ def eval_cmd(model, adapter, problems_spec, n, ks, temperature, top_k, top_p, mi
     for lv in levels:
         rows.append([f"pass@1 {lv}"] + [f"{results[x]['by_difficulty'][lv]['pass_at_1']:.3f}"
                                         if lv in results[x]["by_difficulty"] else "-" for x in labels])
+    rows.append(["sampling tok/s"] + [f"{results[x]['timing']['sampling_tokens_per_sec']:.1f}"
+                                      if results[x]["timing"]["sampling_tokens_per_sec"] else "-" for x in labels])
     if sweep:
         rows.append(["best T (sweep)"] + [f"{results[x]['sweep']['best_temperature']:g}" for x in labels])
     out.print(table(f"eval on {problems_spec} (prompt {prompt_style})", ["metric"] + labels, rows))

@@ -11,6 +11,24 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ._common import console, out, print_json, table
 
 
+class _Rows(click.ParamType):
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        if value == "auto" or isinstance(value, int):
+            return value
+        try:
+            rows = int(value)
+        except ValueError:
+            rows = 0
+        if rows < 1:
+            self.fail(f"{value!r}: give a number of rows >= 1 or 'auto'", param, ctx)
+        return rows
+
+
+ROWS = _Rows()
+
+
 @click.command()
 @click.option("--model", "model_spec", default="tiny", show_default=True,
               help="Local folder, Hugging Face id, GGUF file, ollama:NAME[:TAG], or 'tiny' (the embedded model).")
@@ -27,8 +45,9 @@ from ._common import console, out, print_json, table
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--stop", multiple=True, help="Stop string (repeatable); EOS always stops.")
 @click.option("--raw-prompt", is_flag=True, help="Plain problem text instead of the chat template.")
-@click.option("--max-batch", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Sequences decoded together.")
+@click.option("--max-batch", type=ROWS, default="32", show_default=True,
+              help="Sequences decoded together; 'auto': the count this machine decodes fastest with "
+                   "(measured once per model; `doctor --model` shows it).")
 @click.option("--max-kv-tokens", type=click.IntRange(min=1), default=None,
               help="Cap on the batch's padded KV cache, in tokens (memory budget).")
 @click.option("--round", "round_", type=int, default=0, show_default=True, help="Round number recorded in samples.")

@@ -4,18 +4,18 @@
     samples = sample_problems(model, tokenizer, problems, n=8, temperature=1.6, top_k=20, top_p=0.8)
 
 Modules: samplers (vLLM/HF-order sampling, per-sample seeds), stopping (EOS, stop
-strings, runaway repetition), engine (batched generation), api (records, resume),
+strings, runaway repetition), engine (batched generation), slots (its KV cache), api (records, resume),
 distributed (mlx.launch sharding and merge).
 """
 
 from .api import read_samples, sample_file, sample_problems, summarize_samples
-from .engine import Finished, Request, SamplingEngine
+from .engine import Finished, PhaseClock, Request, SamplingEngine
 from .samplers import SamplingParams, analytic_distribution, sample_tokens, sequence_seed, step_uniforms
 from .stopping import RunawayConfig, StopStrings, repetition_period
 
 __all__ = [
     "sample_problems", "sample_file", "read_samples", "summarize_samples",
-    "SamplingEngine", "Request", "Finished",
+    "SamplingEngine", "Request", "Finished", "PhaseClock",
     "SamplingParams", "sample_tokens", "analytic_distribution", "sequence_seed", "step_uniforms",
     "RunawayConfig", "StopStrings", "repetition_period",
 ]

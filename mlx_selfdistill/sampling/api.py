@@ -69,7 +69,7 @@ def sample_problems(model, tokenizer, problems: Iterable[Problem], *, n: int = 1
                     seed: int = 0, round: int = 0, model_name: str = "", out_path=None,
                     on_sample: Optional[Callable[[Sample], None]] = None,
                     on_tokens: Optional[Callable[[int], None]] = None, raw_prompt: bool = False,
-                    prompt_style: Optional[str] = None, stop: Sequence[str] = (), max_batch: int = 32,
+                    prompt_style: Optional[str] = None, stop: Sequence[str] = (), max_batch: int | str = 32,
                     max_kv_tokens: Optional[int] = None, prefill_step: int = 512,
                     runaway: RunawayConfig = RunawayConfig(),
                     group="auto", stats: Optional[dict] = None) -> list[Sample]:
@@ -81,7 +81,8 @@ def sample_problems(model, tokenizer, problems: Iterable[Problem], *, n: int = 1
     return their own. Pass group=None to ignore a launcher.
 
     `prompt_style` names the prompt and extraction (prompts/styles.py; default: chat, or
-    raw with raw_prompt); its stop strings join `stop`.
+    raw with raw_prompt); its stop strings join `stop`. `max_batch="auto"`: the rows this
+    machine decodes fastest with, measured once per model (rows.py).
     """
     from ..models import prompt_text, prompt_tokens
 
@@ -118,6 +119,11 @@ def sample_problems(model, tokenizer, problems: Iterable[Problem], *, n: int = 1
         requests.append(Request(prompt=prompt_tokens(tokenizer, p, style=style.name), sample_indices=missing,
                                 seeds=[sequence_seed(seed, p.id, i) for i in missing], tag=p.id))
 
+    if max_batch == "auto":
+        from ..metrics import weight_bytes
+        from .rows import rows_for
+
+        max_batch = rows_for(model, model_name or f"{type(model).__module__}:{weight_bytes(model)}").rows
     engine = SamplingEngine(model, tokenizer, params, max_tokens=max_tokens, stop=stop, max_batch=max_batch,
                             max_kv_tokens=max_kv_tokens, prefill_step=prefill_step, runaway=runaway)
     new: list[Sample] = []
@@ -139,7 +145,8 @@ def sample_problems(model, tokenizer, problems: Iterable[Problem], *, n: int = 1
     if stats is not None:
         stats.update(new=len(new), skipped=sum(1 for p in mine for i in range(n) if (p.id, i) in done),
                      generated_tokens=engine.generated_tokens, prompt_tokens=engine.prompt_tokens,
-                     seconds=seconds, rank=rank, world_size=size)
+                     seconds=seconds, rank=rank, world_size=size, max_batch=max_batch,
+                     tokens_per_sec=engine.generated_tokens / seconds if seconds > 0 else None)
 
     have = dict(done)
     have.update({s.key: s for s in new})

@@ -1,28 +1,75 @@
 """The batched sampling engine: one prefill per prompt, continuous batching.
 
 Each prompt is prefilled once, alone (batch 1, so its cache never depends on other
-prompts); its KV cache is then replicated along the batch for its N samples and
-joined to the running decode batch, which holds sequences of many problems at once.
-Sequences leave as they finish and new prompts are admitted into the freed rows,
-within `max_batch` rows and `max_kv_tokens` of (padded) KV cache.
+prompts); its KV cache is then written into a free row of the running decode batch for
+each of its N samples. The batch holds sequences of many problems at once (greedy
+evaluation with n=1 fills its rows across problems). Sequences leave as they finish and
+new prompts are admitted into the freed rows, within `max_batch` rows and `max_kv_tokens`
+of KV cache.
 
-The running cache reuses mlx_lm's BatchKVCache: left-padded rows with per-row RoPE
-offsets and a padding-aware causal mask; `extend` right-justifies caches of
-different lengths and `filter` drops finished rows and trims shared padding.
+The running cache is a SlotBatch (slots.py): a fixed number of rows that sequences join
+and leave without copying the cache. A step is the forward pass, one sampler call (one
+host sync: the tokens must reach the host to test stops) and Python bookkeeping; its parts
+are timed by `PhaseClock` (benchmarks/engine_speed.py).
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import mlx.core as mx
-from mlx_lm.models.cache import BatchKVCache, KVCache, make_prompt_cache
+from mlx_lm.models.cache import make_prompt_cache
 
 from ..errors import UserError
 from .samplers import SamplingParams, sample_tokens, step_uniforms
+from .slots import SlotBatch
 from .stopping import RunawayConfig, StopStrings, repetition_period
+
+
+class PhaseClock:
+    """Wall seconds per phase of the engine's loop, for profiling (benchmarks/engine_speed.py).
+
+    Each lap evaluates the arrays it is given, so a phase holds the work it queued; that adds
+    host syncs, so the clock is off (`SamplingEngine.clock = None`) unless asked for.
+    """
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.steps = 0
+        self.full_steps = 0  # steps with every row of the batch live (none idle, e.g. in the tail)
+        self.full_seconds = 0.0  # their forward, sampler and bookkeeping time
+        self.full_tokens = 0
+        self._t = time.perf_counter()
+        self._step = 0.0
+
+    def lap(self, phase: str, *arrays) -> None:
+        if arrays:
+            mx.eval(*arrays)
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self._t
+        if phase != "prefill":
+            self._step += now - self._t
+        self._t = now
+
+    def end_step(self, live: int, rows: int) -> None:
+        if live == rows:
+            self.full_steps += 1
+            self.full_seconds += self._step
+            self.full_tokens += live
+        self._step = 0.0
+
+
+class _Off:
+    steps = 0
+
+    def lap(self, phase, *arrays):
+        pass
+
+    def end_step(self, live, rows):
+        pass
 
 
 @dataclass
@@ -81,22 +128,6 @@ class _Prefilled:
         return len(self.request.sample_indices) - self.next
 
 
-def _replicate(layer_cache, k: int):
-    """A batch cache of k identical rows from a one-row cache."""
-    if type(layer_cache) is KVCache:
-        # Faster than BatchKVCache.merge's row-by-row copies.
-        n = layer_cache.offset
-        out = BatchKVCache([0] * k)
-        out.keys = mx.repeat(layer_cache.keys[:, :, :n, :], k, axis=0)
-        out.values = mx.repeat(layer_cache.values[:, :, :n, :], k, axis=0)
-        out.offset = out.offset + n
-        out._idx = n
-        return out
-    if not hasattr(layer_cache, "merge"):
-        raise UserError(f"this model's cache ({type(layer_cache).__name__}) does not support batched sampling")
-    return layer_cache.merge([layer_cache] * k)
-
-
 class SamplingEngine:
     def __init__(self, model, tokenizer, params: SamplingParams, *, max_tokens: int = 512,
                  stop: Sequence[str] = (), eos_token_ids: Optional[Iterable[int]] = None,
@@ -114,6 +145,8 @@ class SamplingEngine:
         self.runaway = runaway
         self.generated_tokens = 0
         self.prompt_tokens = 0
+        self.clock: Optional[PhaseClock] = None
+        self.batch: Optional[SlotBatch] = None  # the last run's decode batch (its `copies`)
 
     # --- pieces ------------------------------------------------------------------------
 
@@ -192,66 +225,96 @@ class SamplingEngine:
 
     # --- the loop ----------------------------------------------------------------------
 
+    def _slots(self, pending) -> int:
+        """Rows of the decode batch: max_batch, or fewer when fewer samples are wanted or the
+        KV budget holds fewer of the longest sequence."""
+        total = sum(len(r.sample_indices) for r in pending)
+        rows = min(self.max_batch, total)
+        if self.max_kv_tokens is not None and pending:
+            longest = max(len(r.prompt) for r in pending) + self.max_tokens
+            rows = min(rows, self.max_kv_tokens // longest)
+        return max(rows, 1)
+
     def run(self, requests: Iterable[Request], on_tokens: Optional[Callable[[int], None]] = None
             ) -> Iterator[Finished]:
         """Yield every requested sample as it finishes (in completion order)."""
         pending = deque(r for r in requests if r.sample_indices)
+        slots = self._slots(pending)
+        batch: Optional[SlotBatch] = None  # made at the first admission: it needs a prompt cache
+        seqs: list[Optional[_Seq]] = [None] * slots  # the sequence in each row; None: free
+        feed = [0] * slots  # each row's next input token
         current: Optional[_Prefilled] = None
-        rows: list[_Seq] = []
-        cache = None
-        last = None  # (B,) tokens to feed next
+        clock = self.clock or _Off()
+        clock.lap("host")
 
         while True:
             # Admit: fill free rows from the prefilled prompt, prefilling the next as needed.
-            while len(rows) < self.max_batch:
+            free = [r for r, s in enumerate(seqs) if s is None]
+            while free:
                 if current is None:
                     if not pending:
                         break
                     current = self._prefill(pending.popleft())
+                    clock.lap("prefill")
                 req = current.request
-                k = self._room(rows, len(req.prompt), current.remaining)
+                live = [s for s in seqs if s is not None]
+                k = min(len(free), self._room(live, len(req.prompt), current.remaining))
                 if k == 0:
                     break
                 new = [_Seq(req.tag, req.sample_indices[i], req.seeds[i], len(req.prompt))
                        for i in range(current.next, current.next + k)]
                 current.next += k
-                tokens, token_list, lp, slp = self._sample(mx.repeat(current.logits, k, axis=0), new)
+                _, token_list, lp, slp = self._sample(mx.repeat(current.logits, k, axis=0), new)
                 self._record(new, token_list, lp, slp)
                 if on_tokens:
                     on_tokens(k)
                 done, alive = self._split_finished(new)
                 yield from done
                 if alive:
-                    block = [_replicate(c, len(alive)) for c in current.cache]
-                    if cache is None:
-                        cache, last = block, tokens[mx.array(alive)] if len(alive) < k else tokens
-                    else:
-                        for running, extra in zip(cache, block):
-                            running.extend(extra)
-                        last = mx.concatenate([last, tokens[mx.array(alive)]])
-                    rows.extend(new[i] for i in alive)
+                    if batch is None:
+                        batch = SlotBatch(current.cache, slots)
+                    rows, free = free[:len(alive)], free[len(alive):]
+                    batch.admit(rows, current.cache)
+                    self.batch = batch
+                    for r, i in zip(rows, alive):
+                        seqs[r], feed[r] = new[i], token_list[i]
+                clock.lap("admit", *[layer.state for layer in batch.layers] if batch else [])
                 if current.remaining == 0:
                     current = None
 
-            if not rows:
+            live_rows = [r for r, s in enumerate(seqs) if s is not None]
+            if not live_rows:
                 if current is None and not pending:
                     return
                 continue
+            idle = len(seqs) - len(live_rows)
+            if idle and current is None and not pending and idle >= max(1, len(seqs) // 4):
+                # Nothing left to admit: stop computing rows that will stay empty.
+                batch.keep_rows(live_rows)
+                seqs, feed = [seqs[r] for r in live_rows], [feed[r] for r in live_rows]
+                live_rows = list(range(len(seqs)))
+                clock.lap("compact")
 
-            # Decode one token for every running row.
-            logits = self.model(last[:, None], cache=cache)[:, -1, :]
-            tokens, token_list, lp, slp = self._sample(logits, rows)
+            # Decode one token for every row; sample the live ones.
+            clock.end_step(len(live_rows), slots)  # what followed the previous step counts to it
+            logits = batch.forward(self.model, feed)
+            clock.lap("forward", logits)
+            clock.steps += 1
+            if len(live_rows) < len(seqs):
+                logits = logits[mx.array(live_rows)]
+            rows = [seqs[r] for r in live_rows]
+            _, token_list, lp, slp = self._sample(logits, rows)
+            clock.lap("sample")
             self._record(rows, token_list, lp, slp)
             if on_tokens:
                 on_tokens(len(rows))
+            for r, t in zip(live_rows, token_list):
+                feed[r] = t
             done, keep = self._split_finished(rows)
             yield from done
-            if len(keep) == len(rows):
-                last = tokens
-            elif keep:
-                for c in cache:
-                    c.filter(keep)
-                rows = [rows[i] for i in keep]
-                last = tokens[mx.array(keep)]
-            else:
-                rows, cache, last = [], None, None
+            kept = set(keep)
+            for i, r in enumerate(live_rows):
+                if i not in kept:
+                    seqs[r] = None
+                    batch.free(r)
+            clock.lap("host")
