@@ -39,9 +39,10 @@ from pathlib import Path
 
 import mlx_selfdistill  # noqa: F401  first: binds MLX to the fast BLAS (Linux) before mlx loads
 import mlx.core as mx
+from decode_profile import _replicate  # a prompt's cache as k identical rows (benchmarks/ is the script's path)
 import numpy as np
 from mlx_lm import batch_generate
-from mlx_lm.models.cache import BatchKVCache, make_prompt_cache
+from mlx_lm.models.cache import make_prompt_cache
 from mlx_lm.sample_utils import make_sampler
 
 from mlx_selfdistill import blas
@@ -71,16 +72,6 @@ def real_prompts(tokenizer, count: int, mbpp_path: Path) -> tuple[list[str], lis
     return [p.id for p in problems], [prompt_tokens(tokenizer, p) for p in problems]
 
 
-def replicate(layer_cache, rows: int) -> BatchKVCache:
-    n = layer_cache.offset
-    out = BatchKVCache([0] * rows)
-    out.keys = mx.repeat(layer_cache.keys[:, :, :n, :], rows, axis=0)
-    out.values = mx.repeat(layer_cache.values[:, :, :n, :], rows, axis=0)
-    out.offset = out.offset + n
-    out._idx = n
-    return out
-
-
 def bare_forward(model, prompt: list[int], rows: int, steps: int = 6, context: int = 0) -> float:
     """Median seconds of one decode step of `rows` rows after the prompt's prefill (the
     prompt repeated up to `context` tokens when given)."""
@@ -89,7 +80,7 @@ def bare_forward(model, prompt: list[int], rows: int, steps: int = 6, context: i
     cache = make_prompt_cache(model)
     logits = model(mx.array(prompt)[None], cache=cache)[:, -1, :]
     mx.eval(logits)
-    cache = [replicate(c, rows) for c in cache]
+    cache = [_replicate(c, rows) for c in cache]
     last = mx.zeros((rows,), mx.int32) + mx.argmax(logits, axis=-1)
     times = []
     for _ in range(steps + 1):  # the first step allocates the cache's next block: not counted
@@ -112,7 +103,7 @@ def slot_vs_bare(model, prompt: list[int], rows: int, rounds: int = 4, steps: in
     first = int(mx.argmax(logits, axis=-1).item())
     times = {"bare": [], "slot": []}
     for _ in range(rounds):
-        cache = [replicate(c, rows) for c in template]
+        cache = [_replicate(c, rows) for c in template]
         last = mx.full((rows,), first, mx.int32)
         for i in range(steps + 1):
             t0 = time.perf_counter()
