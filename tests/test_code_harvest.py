@@ -161,8 +161,11 @@ def test_candidate_cannot_import_the_harvested_package(harvested):
 
 
 def test_an_installed_package_is_hidden_from_the_candidate(tmp_path):
-    """Harvest a tree whose package name is installed in the sandbox's Python (click): without
-    the guard its original would be one import away; with it, `import click` fails."""
+    """Harvest a tree named like an installed package (click): without the guard its original
+    would be one import away; with it, the import fails. The sandbox reads site-packages only
+    where the environment lives outside /tmp (it gets a private /tmp, and CI's venv is there),
+    so "installed" is made certain here: the module is already imported, as an installed one
+    would be, before the problem's setup runs."""
     pkg = tmp_path / "click"
     pkg.mkdir()
     (pkg / "__init__.py").write_text('def shout(text):\n    """Upper case with a bang.\n\n    >>> shout("hi")\n'
@@ -171,10 +174,15 @@ def test_an_installed_package_is_hidden_from_the_candidate(tmp_path):
     h = harvest(pkg, cache_dir=tmp_path / "cache")
     [p] = h.problems
     assert p.metadata["hidden_modules"] == ["click"]
+    installed = "import sys, types\nsys.modules['click'] = types.ModuleType('click')\n"
+    future = "from __future__ import annotations\n"
+    assert p.metadata["setup"].startswith(future)
     cheat = "import click\n\ndef shout(text):\n    return click.__name__ and text.upper() + '!'\n"
-    unguarded = type(p)(**{**p.to_dict(), "metadata": {}})
-    assert judge(unguarded, cheat).status == "pass"  # click is importable in the sandbox...
-    v = judge(p, cheat)  # ...but not for a harvested problem's candidate
+    unguarded = type(p)(**{**p.to_dict(), "metadata": {"setup": installed}})
+    assert judge(unguarded, cheat).status == "pass"  # the original is one import away...
+    guarded = type(p)(**{**p.to_dict(), "metadata": {
+        **p.metadata, "setup": p.metadata["setup"].replace(future, future + installed, 1)}})
+    v = judge(guarded, cheat)  # ...but not for a harvested problem's candidate
     assert v.status == "error" and "No module named 'click'" in v.detail
 
 
