@@ -60,6 +60,8 @@ class Run:
         self._identities: dict[tuple, str] = {}
         # Models and problem sources resolve first: a typo must not leave a run dir behind.
         inputs = run_inputs(config, self.problems)
+        if config.gate.enabled:
+            self.train_problems()  # too few problems to hold a validation slice back: say so before any work
         self.status = open_run_dir(self.dir, config, inputs, overwrite=overwrite)
 
     # -- bookkeeping --------------------------------------------------------------------
