@@ -73,3 +73,10 @@ def test_select_values_are_typed_and_checked_before_any_work(tmp_path, capsys):
     with pytest.raises(UserError, match="at least two values"):
         resolve_config(overrides={"gate": {"select": {"lr": ["1e-5"]}}})
     assert resolve_config(overrides={"gate": {"select": {"lr": ["1e-5", "2e-4"]}}}).gate.select == {"lr": [1e-5, 2e-4]}
+
+
+def test_too_few_problems_for_the_slice_is_refused_before_any_work(tmp_path):
+    config = resolve_config(overrides={**SMALL, "name": "one", "problems": "toy:train:1"})
+    with pytest.raises(UserError, match="too few to hold any back"):
+        run(config, tmp_path)
+    assert not (tmp_path / "one").exists()
