@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 import os
 import shutil
 from pathlib import Path
@@ -186,13 +187,12 @@ def _adapter_dir(work: Path, ref: str | None) -> str | None:
 
 def eval_stage(out: Path, spec: dict, args) -> dict:
     from mlx_selfdistill.evaluation import evaluate_model
+    from mlx_selfdistill.records import Sample, Verdict, read_records
 
     work = Path(args.work)
     adapter = _adapter_dir(work, spec["adapter"])
     res = evaluate_model(model_path(spec["model"]), _problems(spec["split"], args), work_dir=out, adapter=adapter,
                          max_tokens=_max_tokens(spec["split"]), prompt_style=STYLE, timeout_s=TEST_TIMEOUT_S, **GREEDY)
-    from mlx_selfdistill.records import Sample, Verdict, read_records
-
     samples = read_records(out / "samples.jsonl", Sample)
     verdicts = read_records(out / "verdicts.jsonl", Verdict)
     return {"adapter": adapter, "pass_at_1": res["pass_at_1"], "passed": sum(v.passed for v in verdicts),
@@ -276,10 +276,7 @@ def _sample_stats(samples) -> dict:
 
 
 def _count(items) -> dict:
-    out: dict = {}
-    for item in items:
-        out[item] = out.get(item, 0) + 1
-    return out
+    return dict(Counter(items))
 
 
 # -- the report ------------------------------------------------------------------------------------
