@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ast
 
+from .pyparse import parse_quietly
+
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
@@ -39,7 +41,7 @@ def keep_entry_point(code: str, entry_point: str | None) -> str:
     if not entry_point:
         return code
     try:
-        tree = ast.parse(code)
+        tree = parse_quietly(code)
     except (SyntaxError, ValueError):  # ValueError: null bytes
         return code
     definitions: dict[str, ast.stmt] = {}

@@ -104,3 +104,16 @@ def test_the_real_mbpp_loads_whole_with_the_papers_split_sizes():
         warnings.simplefilter("error", SkippedRecord)  # every one of the 974 records is usable
         sizes = {split: len(load_problems(f"mbpp:{REAL_MBPP}:{split}")) for split in SPLITS}
     assert sizes == {"prompt": 10, "test": 500, "validation": 90, "train": 374}
+
+
+def test_a_solutions_invalid_escapes_raise_no_warnings_and_still_parse():
+    """MBPP's references write regexes like '\\d' in plain strings: parsing them stays silent (the CI
+    log was 72 warnings about dataset code) and still finds the function."""
+    from mlx_selfdistill.problems.assert_parser import defined_functions
+    from mlx_selfdistill.sanitize import keep_entry_point
+
+    code = "import re\ndef digits(s):\n    return re.findall('\\d+', s)\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning would turn into a SyntaxError inside ast.parse
+        assert defined_functions(code) == ["digits"]
+        assert "def digits" in keep_entry_point(code + "print(1)\n", "digits")

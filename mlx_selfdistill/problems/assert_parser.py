@@ -24,6 +24,8 @@ import copy
 import json
 from typing import Any, Iterable, Optional
 
+from ..pyparse import parse_quietly
+
 _NO = object()  # "not a literal"
 # EvalPlus compares float results with this tolerance when its atol is 0.
 EVALPLUS_FLOAT_ATOL = 1e-6
@@ -267,7 +269,7 @@ def parse_test_script(source: str, entry_point: Optional[str] = None) -> list[di
     `candidate` (check style) or by its name (bare style), as the script did.
     """
     try:
-        tree = ast.parse(source)
+        tree = parse_quietly(source)
     except SyntaxError as exc:
         raise AssertParseError(f"test script is not valid Python: {exc.msg} (line {exc.lineno})") from None
     check = _find_check(tree)
@@ -298,7 +300,7 @@ def parse_asserts(lines: Iterable[str], entry_point: Optional[str] = None, setup
 def defined_functions(code: str) -> list[str]:
     """The top-level function names a solution defines ([] if it does not parse)."""
     try:
-        tree = ast.parse(code)
+        tree = parse_quietly(code)
     except (SyntaxError, ValueError):
         return []
     return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
@@ -311,7 +313,7 @@ def entry_point_from_asserts(lines: Iterable[str], defined: Iterable[str] = ()) 
     called = []
     for line in lines:
         try:
-            tree = ast.parse(line)
+            tree = parse_quietly(line)
         except SyntaxError:
             continue
         called += [node.func.id for node in ast.walk(tree)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import ast
 import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Optional
 
+from ...pyparse import parse_quietly
 from .tree import SourceTree
 
 TEST_DIRS = {"test", "tests", "testing", "unittests"}
@@ -131,9 +131,7 @@ def parse_codebase(tree: SourceTree) -> Codebase:
         if p.name in SKIP_FILES or (p.parts[0] in NON_CODE_DIRS and not is_test_path(path)):
             continue
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # invalid escape sequences in old code
-                parsed = ast.parse(text, filename=path)
+            parsed = parse_quietly(text, filename=path)
         except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
             cb.parse_errors.append((path, f"{type(exc).__name__}: {getattr(exc, 'msg', exc)}"))
             continue
