@@ -36,9 +36,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 
 from mlx_selfdistill.jsonl import write_json_atomic  # first package import: binds the BLAS before mlx

@@ -257,6 +257,9 @@ def test_problems_command_reports_the_harvest(tmp_path, capsys, monkeypatch):
     assert main_exit(["problems", f"code:{TIDBITS}"]) == 0
     text = capsys.readouterr().out
     assert "dropped: no docstring" in text and "kept" in text
+    # "@N" takes the first N, as for every other source (not "no such file ...train@3")
+    assert main_exit(["problems", f"code:{TIDBITS}:train@3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 3
 
 
 @pytest.mark.slow

@@ -66,8 +66,11 @@ def problems(source, limit, cache_dir, as_json, dump):
             if code_spec:  # a harvest has a report worth showing: found, kept, dropped by reason
                 from ..problems.code_harvest import harvest_spec
 
-                harvest, items = harvest_spec(source.strip()[5:], cache_dir=cache_dir, progress=on_progress)
-                items = items[:limit] if limit else items
+                from ..problems.sources import split_at_limit
+
+                code_rest, first = split_at_limit(source.strip()[5:], limit)
+                harvest, items = harvest_spec(code_rest, cache_dir=cache_dir, progress=on_progress)
+                items = items[:first] if first else items
             else:
                 items = load_problems(source, cache_dir=cache_dir, limit=limit, progress=on_progress)
     finally:

@@ -239,6 +239,18 @@ _ALIASES = {"he": "humaneval", "he+": "humaneval+", "humanevalplus": "humaneval+
             "lcb": "livecodebench", "problems": "jsonl", "rstar-coder": "rstar"}
 
 
+def split_at_limit(spec: str, limit: Optional[int] = None) -> tuple[str, Optional[int]]:
+    """'SOURCE@N' (the first N of any source, e.g. "mbpp+@100") -> ('SOURCE', N), or the smaller of N
+    and `limit` when both are given; a spec without @N keeps `limit`."""
+    at_limit = re.fullmatch(r"(.+)@(\d+)", spec)
+    if not at_limit:
+        return spec, limit
+    spec, first = at_limit.group(1), int(at_limit.group(2))
+    if first < 1:
+        raise UserError(f"{spec}@{first}: the count after @ must be at least 1")
+    return spec, first if limit is None else min(limit, first)
+
+
 def load_problems(spec: str, *, cache_dir=None, limit: Optional[int] = None,
                   progress: Optional[Callable[[int, int], None]] = None) -> list[Problem]:
     """Problems of a source spec (see list_sources()); the first `limit` when given."""
@@ -246,13 +258,7 @@ def load_problems(spec: str, *, cache_dir=None, limit: Optional[int] = None,
         raise UserError(f"empty problem source; valid: {_valid_specs()}")
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, got {limit}")
-    spec = spec.strip()
-    at_limit = re.fullmatch(r"(.+)@(\d+)", spec)  # "mbpp+@100": the first 100 of any source
-    if at_limit:
-        spec, first = at_limit.group(1), int(at_limit.group(2))
-        if first < 1:
-            raise UserError(f"{spec}@{first}: the count after @ must be at least 1")
-        limit = first if limit is None else min(limit, first)
+    spec, limit = split_at_limit(spec.strip(), limit)
     head, _, rest = spec.partition(":")
     name = _ALIASES.get(head.lower(), head.lower())
     if name == "toy":
