@@ -45,13 +45,13 @@ def download(spec: str, dest: Path) -> Path:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         raise SystemExit(f"pip download {spec} failed: {proc.stderr.strip().splitlines()[-1:]}")
-    new = sorted(set(dest.iterdir()) - before) or _matching(spec, dest)
+    new = sorted(set(dest.iterdir()) - before) or matching_sdists(spec, dest)
     if not new:
         raise SystemExit(f"pip download {spec}: no sdist appeared in {dest}")
     return new[0]
 
 
-def _matching(spec: str, folder: Path) -> list[Path]:
+def matching_sdists(spec: str, folder: Path) -> list[Path]:
     name, _, version = spec.partition("==")
     stem = name.lower().replace("-", "_")
     return sorted(p for p in folder.iterdir() if p.name.lower().replace("-", "_").startswith(f"{stem}_{version}"))
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
         dest = args.sdists or Path(tmp)
         per = {}
         for spec in args.packages:
-            found = _matching(spec, dest) if args.sdists else []
+            found = matching_sdists(spec, dest) if args.sdists else []
             sdist = found[0] if found else download(spec, dest)
             per[spec] = measure(sdist, args.workers)
             row = per[spec]
