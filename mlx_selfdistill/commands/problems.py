@@ -65,7 +65,6 @@ def problems(source, limit, cache_dir, as_json, dump):
         with collect_skips() as skipped:
             if code_spec:  # a harvest has a report worth showing: found, kept, dropped by reason
                 from ..problems.code_harvest import harvest_spec
-
                 from ..problems.sources import split_at_limit
 
                 code_rest, first = split_at_limit(source.strip()[5:], limit)
