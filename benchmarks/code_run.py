@@ -52,10 +52,13 @@ def sdist_of(spec: str, folder: Path) -> Path:
 def run_config(source: str, args):
     from mlx_selfdistill.config import RunConfig
 
-    return RunConfig(name=args.method, method=args.method, model=args.model, problems=f"code:{source}:train",
-                     sample=dict(SAMPLING), train=dict(TRAIN),
-                     eval={"problems": f"code:{source}:test", **GREEDY},
-                     gate={"problems": f"code:{source}:validation", "select": {"lr": list(args.lrs)}},
+    train_spec = f"code:{source}:train" + (f"@{args.train_limit}" if args.train_limit else "")
+    # several rates: the gate trains one adapter each and keeps the best on validation; one: just that
+    select = {"lr": list(args.lrs)} if len(args.lrs) > 1 else {}
+    train = TRAIN | ({} if select else {"lr": float(args.lrs[0])})
+    return RunConfig(name=args.method, method=args.method, model=args.model, problems=train_spec,
+                     sample=dict(SAMPLING), train=train, eval={"problems": f"code:{source}:test", **GREEDY},
+                     gate={"problems": f"code:{source}:validation", "select": select},
                      timeout_s=TIMEOUT_S, description=f"benchmarks/code_run.py on {source}")
 
 
@@ -132,18 +135,21 @@ def main(argv=None) -> None:
     p.add_argument("--base-packages", default="all",
                    help="packages whose base pass rate is measured: 'all' (harvest.py's), 'none' or a comma list")
     p.add_argument("--per-package", type=int, default=20, help="problems per package for the base rates")
-    p.add_argument("--lrs", type=lambda s: s.split(","), default=LRS, help="learning rates the gate chooses from")
+    p.add_argument("--lrs", type=lambda s: s.split(","), default=LRS,
+                   help="learning rates the gate chooses from (one: train at that rate)")
+    p.add_argument("--train-limit", type=int, help="the first N problems of the train files (the CPU budget)")
     p.add_argument("--sdists", default=str(Path(tempfile.gettempdir()) / "mlx-selfdistill-sdists"))
     p.add_argument("--work", default=str(WORK))
     p.add_argument("--out", default=str(HERE / "results" / "code_run.json"))
     args = p.parse_args(argv)
-    if args.model != "tiny" and not Path(args.model).exists() and args.model == str(MODEL):
+    if args.model == str(MODEL) and not MODEL.exists():
         p.error(f"{MODEL}: no such model file (python benchmarks/fetch_models.py --only qwen2.5-coder-0.5b)")
 
     sdists = Path(args.sdists)
     source = args.package_dir or str(sdist_of(args.package, sdists))
     result = {"what": __doc__.strip().splitlines()[0], "model": args.model, "package": args.package_dir or args.package,
               "method": args.method, "sampling": SAMPLING, "decoding": GREEDY, "train": TRAIN, "lrs": args.lrs,
+              "train_limit": args.train_limit,
               "distillation": run_distillation(source, args)}
     chosen = [] if args.base_packages == "none" else (PACKAGES if args.base_packages == "all"
                                                       else args.base_packages.split(","))
