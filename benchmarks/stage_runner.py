@@ -6,7 +6,9 @@ wall time and peak RSS (os.wait4) are its own, and records the result in
 `<work>/stages.json`. A finished stage is never redone, and never reused for another spec:
 if a stage's spec changed since it ran, the parent stops and names it (delete its entry and
 its folder to redo it). Killed stages resume inside their own folders (samples, verdicts and
-training checkpoints are all resumable).
+training checkpoints are all resumable). A stage stopped by Ctrl-C or SIGTERM (`kill` of the
+job's process group) still has its time so far added to its record, so a stage's seconds are
+its whole cost over every session.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -24,6 +27,14 @@ from mlx_selfdistill.jsonl import write_json_atomic
 
 def log(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+class _Stopped(Exception):
+    pass
+
+
+def _stop(signum, frame):
+    raise _Stopped(signal.Signals(signum).name)
 
 
 def spec_hash(spec: dict) -> str:
@@ -54,6 +65,7 @@ class StageRecord:
 def run_stages(script: str, work: Path, stages: list[tuple[str, dict]], child_args: list[str]) -> StageRecord:
     """Run, in order, each (name, spec) not done yet; stop at the first failure."""
     record = StageRecord(work)
+    signal.signal(signal.SIGTERM, _stop)
     for name, spec in stages:
         entry = record.data.get(name, {"seconds": 0.0, "peak_rss_mb": 0.0, "attempts": 0})
         digest = spec_hash(spec)
@@ -69,11 +81,21 @@ def run_stages(script: str, work: Path, stages: list[tuple[str, dict]], child_ar
         out.unlink(missing_ok=True)
         t0 = time.time()
         proc = subprocess.Popen([sys.executable, script, "--child", name, "--out", str(out), *child_args])
-        _, status, usage = os.wait4(proc.pid, 0)
+        stopped = None
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except (_Stopped, KeyboardInterrupt) as exc:  # record the attempt's time, then stop
+            stopped = str(exc) or "Ctrl-C"
+            proc.terminate()
+            _, status, usage = os.wait4(proc.pid, 0)
         entry["seconds"] = round(entry["seconds"] + time.time() - t0, 1)  # summed over interrupted attempts
         entry["peak_rss_mb"] = max(entry["peak_rss_mb"], round(usage.ru_maxrss / 1024, 1))
         entry["attempts"] += 1
         record.data[name] = entry
+        if stopped:
+            record.save()
+            raise SystemExit(f"stage {name} stopped ({stopped}) after {entry['seconds']:.0f}s in all; "
+                             "run again to resume")
         code = os.waitstatus_to_exitcode(status)
         if code != 0 or not out.exists():
             record.save()
