@@ -236,7 +236,6 @@ def train_stage(out: Path, spec: dict, args) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl_atomic(out / "train.jsonl", examples)
     loaded = load_model(model_path(spec["student"]))
-    epochs = []
     for epoch in range(1, spec["epochs"] + 1):
         snapshot = out / f"adapters_ep{epoch}"
         config = TrainConfig(**spec["train"], epochs=epoch)
@@ -249,10 +248,19 @@ def train_stage(out: Path, spec: dict, args) -> dict:
             for name in ("adapters.safetensors", "adapter_config.json"):
                 shutil.copy2(out / "adapters" / name, tmp / name)
             tmp.rename(snapshot)
-        keep = ("steps", "tokens", "tokens_per_sec", "final_loss", "val_loss", "peak_memory_gb", "seconds")
-        epochs.append({"epoch": epoch, **{k: result[k] for k in keep}})
         log(f"  epoch {epoch}: loss {result['final_loss']}, held-out loss {result['val_loss']:.4f}")
-    return {"examples": len(examples), "filter": filter_stats, "epochs": epochs, "losses": result["losses"]}
+    return {"examples": len(examples), "filter": filter_stats, "epochs": epoch_curve(result, spec["epochs"]),
+            "losses": result["losses"], "val_losses": result["val_losses"],
+            **{k: result[k] for k in ("tokens", "tokens_per_sec", "peak_memory_gb", "train_seconds_total")}}
+
+
+def epoch_curve(result: dict, epochs: int) -> list[dict]:
+    """Each epoch's last training loss and held-out loss, from the whole run's step records (a
+    resumed call's own result only knows where it resumed)."""
+    steps_per_epoch = len(result["losses"]) // epochs
+    held_out = dict((step, loss) for step, loss in result["val_losses"])
+    return [{"epoch": e, "steps": e * steps_per_epoch, "final_loss": result["losses"][e * steps_per_epoch - 1],
+             "val_loss": held_out.get(e * steps_per_epoch)} for e in range(1, epochs + 1)]
 
 
 def select_stage(spec: dict, args) -> dict:
@@ -304,10 +312,11 @@ def report(args) -> dict:
                     "distilled_ci95": [round(x, 3) for x in wilson_interval(after["passed"], after["total"])],
                     "eos_stop_rate": [before["eos_stop_rate"], after["eos_stop_rate"]],
                     "mean_tokens": [before["mean_tokens"], after["mean_tokens"]]}
+        curves = {lr: train_curve(record, f"train.{arm}.lr{lr:g}", args) for lr in LRS}
         entry["validation_curve"] = [
             {"lr": lr, "epoch": e, "validation_passed": record.result(n)["passed"],
-             "held_out_loss": next((x["val_loss"] for x in record.result(f"train.{arm}.lr{lr:g}")["epochs"]
-                                    if x["epoch"] == e), None) if record.done(f"train.{arm}.lr{lr:g}") else None}
+             **({"train_loss": curves[lr][e - 1]["final_loss"], "held_out_loss": curves[lr][e - 1]["val_loss"]}
+                if curves[lr] else {})}
             for lr in LRS for e in range(1, EPOCHS + 1) if record.done(n := f"eval.{arm}.lr{lr:g}.ep{e}.validation")]
         methods.append(entry)
     out = {"data": "MBPP (CC BY 4.0, Google LLC; Austin et al. 2021, arXiv 2108.07732), splits by task_id: "
@@ -319,6 +328,20 @@ def report(args) -> dict:
                     and entry.get("done")}}
     write_json_atomic(Path(args.work).with_suffix(".json"), out)
     return out
+
+
+def train_curve(record: StageRecord, name: str, args) -> list[dict] | None:
+    """Per-epoch losses of a finished train stage. Stages recorded before their result kept the
+    step records are read from the run's last checkpoint (its state.json holds every step)."""
+    if not record.done(name):
+        return None
+    result = record.result(name)
+    if "val_losses" not in result:
+        states = sorted((Path(args.work) / name / "adapters" / "checkpoints").glob("step_*/state.json"))
+        if not states:
+            return result["epochs"]
+        result = json.loads(states[-1].read_text())
+    return epoch_curve(result, EPOCHS)
 
 
 def _machine() -> dict:

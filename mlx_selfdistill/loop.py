@@ -282,6 +282,8 @@ def run(config: RunConfig, runs_dir: str | Path = "runs", *, overwrite: bool = F
     if config.eval.problems:
         warn(find_overlap(r_.problems(config.problems), r_.problems(config.eval.problems))
              .warning(f"--problems {config.problems}", f"--eval-problems {config.eval.problems}"))
+    if config.gate.enabled:
+        warn(gate.too_few_warning(config, len(r_.val_problems())))
     t_start = time.time()
     summary: dict = {"name": config.name, "method": config.method, "model": config.model,
                      "teacher": config.teacher, "rounds": [], "run_dir": str(r_.dir)}

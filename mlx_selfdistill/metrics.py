@@ -85,6 +85,16 @@ def mcnemar_exact_p(flips_up: int, flips_down: int) -> float:
     return min(1.0, 2 * tail)
 
 
+def sign_test_p(ups: int, downs: int) -> float:
+    """One-sided exact sign test: the chance of at least `ups` improvements among the ups + downs
+    problems that changed, if each change were equally likely to go either way (1.0 when none
+    changed). The one-sided half of McNemar's test, for "is the new model better"."""
+    if ups < 0 or downs < 0:
+        raise ValueError("sign_test_p: counts must be >= 0")
+    n = ups + downs
+    return sum(math.comb(n, i) for i in range(ups, n + 1)) / 2 ** n
+
+
 def paired_outcomes(base_passed: Iterable[str], distilled_passed: Iterable[str], total: int) -> dict:
     """Base vs distilled on the same problems: counts, flips each way, McNemar's exact p."""
     base, after = set(base_passed), set(distilled_passed)

@@ -8,13 +8,22 @@ import pytest
 from mlx_selfdistill.cli import main
 from mlx_selfdistill.config import resolve_config
 from mlx_selfdistill.errors import UserError
-from mlx_selfdistill.gate import NO_GAIN
+from mlx_selfdistill.gate import NO_GAIN, too_few_warning
 from mlx_selfdistill.loop import run
+from mlx_selfdistill.metrics import sign_test_p
 from mlx_selfdistill.records import Sample, read_records
 
 SMALL = {"model": "tiny", "method": "rft", "problems": "toy:train:40", "rounds": 1,
          "sample": {"n": 2, "max_tokens": 48}, "train": {"epochs": 1},
          "eval": {"problems": "toy:heldout:8", "n": 1, "max_tokens": 48}}
+
+
+def _pass_rates(verdicts_path):
+    rates: dict[str, list[bool]] = {}
+    for line in verdicts_path.read_text().splitlines():
+        v = json.loads(line)
+        rates.setdefault(v["problem_id"], []).append(v["status"] == "pass")
+    return {pid: sum(x) / len(x) for pid, x in rates.items()}
 
 
 def _config(name, **gate):
@@ -31,6 +40,14 @@ def test_a_round_that_gets_worse_is_not_handed_back(tmp_path, capsys):
     assert kept["round"] == 0 and kept["adapter"] is None and kept["message"] == NO_GAIN
     assert summary["distilled_pass_at_1"] == summary["base_pass_at_1"]  # what is handed back: the base
     assert NO_GAIN in capsys.readouterr().err
+    # The decision's flips, counted again from the two validation verdict files.
+    base = _pass_rates(tmp_path / "worse" / "base" / "validation" / "eval" / "verdicts.jsonl")
+    after = _pass_rates(tmp_path / "worse" / "round_1" / "validation" / "eval" / "verdicts.jsonl")
+    assert len(base) == len(after) == 12
+    ev = kept["evidence"]
+    assert ev["flips_down"] == sum(after[p] < base[p] for p in base) > 0
+    assert ev["flips_up"] == sum(after[p] > base[p] for p in base)
+    assert ev["sign_test_p"] == sign_test_p(ev["flips_up"], ev["flips_down"])
 
 
 def test_select_trains_one_adapter_per_value_and_installs_the_best(tmp_path):
@@ -80,3 +97,13 @@ def test_too_few_problems_for_the_slice_is_refused_before_any_work(tmp_path):
     with pytest.raises(UserError, match="too few to hold any back"):
         run(config, tmp_path)
     assert not (tmp_path / "one").exists()
+
+
+def test_too_few_validation_problems_are_flagged():
+    config = resolve_config(overrides={**SMALL, "name": "few", "gate": {"problems": "toy:heldout:3"}},
+                            assignments=["gate.select={lr: [1e-4, 3e-3]}"])
+    warning = too_few_warning(config, 3)
+    assert "3 validation problem(s) cannot show a gain at gate.alpha=0.1 over 2 adapter(s)" in warning
+    assert too_few_warning(config, 5) is None  # 1/32 <= 0.1 / 2
+    config.gate.alpha = 1.0
+    assert too_few_warning(config, 3) is None  # alpha 1: no test
