@@ -28,6 +28,7 @@ from pathlib import Path
 
 from mlx_selfdistill.jsonl import write_json_atomic  # first package import: binds the BLAS before mlx
 
+from eval_records import eval_dir_stats
 from harvest import PACKAGES, download, matching_sdists
 
 HERE = Path(__file__).resolve().parent
@@ -70,8 +71,8 @@ def run_distillation(source: str, args) -> dict:
     summary = run(run_config(source, args), Path(args.work) / "runs")
     run_dir = Path(summary["run_dir"])
     kept = summary.get("kept") or {"round": len(summary["rounds"])}
-    base = eval_stats(run_dir / "base" / "eval")
-    trained = eval_stats(run_dir / "round_1" / "eval")
+    base = eval_dir_stats(run_dir / "base" / "eval")
+    trained = eval_dir_stats(run_dir / "round_1" / "eval")
     handed_back = trained if kept["round"] else base
     r1 = summary["rounds"][0]
     return {"source": source, "kept": kept, "base_validation": summary.get("base_validation"),
@@ -93,18 +94,6 @@ def paired(before: dict, after: dict) -> dict:
         "mean_tokens": [before["mean_tokens"], after["mean_tokens"]]}
 
 
-def eval_stats(eval_dir: Path) -> dict:
-    from mlx_selfdistill.records import Sample, Verdict, read_records
-
-    samples = read_records(eval_dir / "samples.jsonl", Sample)
-    verdicts = read_records(eval_dir / "verdicts.jsonl", Verdict)
-    n = max(1, len(samples))
-    return {"passed": sum(v.passed for v in verdicts), "total": len(verdicts),
-            "passed_ids": sorted(v.problem_id for v in verdicts if v.passed),
-            "eos_stop_rate": round(sum(s.finish_reason == "stop" for s in samples) / n, 4),
-            "mean_tokens": round(sum(s.num_tokens for s in samples) / n, 1)}
-
-
 def base_rate(package: str, source: str, args) -> dict:
     """The base model's greedy pass rate on the first --per-package problems of one package."""
     from mlx_selfdistill.evaluation import evaluate_model
@@ -114,7 +103,7 @@ def base_rate(package: str, source: str, args) -> dict:
     problems = load_problems(f"code:{source}@{args.per_package}")
     out = Path(args.work) / "base_rates" / package.replace("==", "-")
     evaluate_model(args.model, problems, work_dir=out, timeout_s=TIMEOUT_S, **GREEDY)
-    stats = eval_stats(out)
+    stats = eval_dir_stats(out)
     return {"package": package, "passed": stats["passed"], "total": stats["total"],
             "pass_rate": round(stats["passed"] / max(1, stats["total"]), 4),
             "ci95": _rounded(wilson_interval(stats["passed"], stats["total"])),

@@ -47,6 +47,8 @@ from pathlib import Path
 
 from mlx_selfdistill.jsonl import write_json_atomic  # first package import: binds the BLAS before mlx
 
+from eval_records import eval_dir_stats, sample_stats
+
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "results" / "real_distill"
 MODELS = Path(os.environ.get("MLX_SELFDISTILL_TEST_MODELS") or Path.home() / ".cache" / "mlx-selfdistill" / "models")
@@ -167,7 +169,7 @@ def run_stage(method: str, stage: str, args) -> dict:
     rd = r.round_dir(1)
     if stage == "sample":
         samples = r.sample(1)
-        return {"samples": len(samples), **_sample_stats(samples)}
+        return {"samples": len(samples), **sample_stats(samples)}
     if stage == "verify":
         verdicts = r.verify(1, r.sample(1))
         return {"verdicts": len(verdicts), "passed": sum(v.passed for v in verdicts),
@@ -270,20 +272,9 @@ def _seed_samples(source: Path, dest: Path, problem_ids: set[str]) -> None:
         write_jsonl_atomic(dst, [row for row in read_jsonl(src) if row["problem_id"] in problem_ids])
 
 
-def _sample_stats(samples) -> dict:
-    n = max(1, len(samples))
-    return {"eos_stop_rate": round(sum(s.finish_reason == "stop" for s in samples) / n, 4),
-            "mean_tokens": round(sum(s.num_tokens for s in samples) / n, 1)}
-
-
 def _eval_summary(res: dict, eval_dir: Path) -> dict:
-    from mlx_selfdistill.records import Sample, Verdict, read_records
-
-    samples = read_records(eval_dir / "samples.jsonl", Sample)
-    verdicts = read_records(eval_dir / "verdicts.jsonl", Verdict)
-    return {"pass_at_1": res["pass_at_1"], "passed": sum(v.passed for v in verdicts), "total": len(verdicts),
-            "sampling": res.get("sampling"), **_sample_stats(samples),
-            "passed_ids": sorted(v.problem_id for v in verdicts if v.passed), "eval_dir": str(eval_dir)}
+    return {"pass_at_1": res["pass_at_1"], **eval_dir_stats(eval_dir), "sampling": res.get("sampling"),
+            "eval_dir": str(eval_dir)}
 
 
 # -- the parent: one child per stage -------------------------------------------------------------
