@@ -43,6 +43,7 @@ from pathlib import Path
 
 from mlx_selfdistill.jsonl import write_json_atomic  # first package import: binds the BLAS before mlx
 
+from eval_records import sample_stats
 from stage_runner import StageRecord, log, run_stages
 
 HERE = Path(__file__).resolve().parent
@@ -96,6 +97,7 @@ def plan(arm: str) -> list[tuple[str, dict]]:
     for split in ("validation", "test", "humaneval"):
         stages.append((f"eval.{student}.base.{split}", {"kind": "eval", "model": student, "adapter": None,
                                                         "split": split}))
+    stages.append((f"loss.{student}.base", {"kind": "held_out_loss", "model": student}))
     for lr in LRS:
         run = f"train.{arm}.lr{lr:g}"
         stages.append((run, {"kind": "train", "student": student, "data": f"sample.{data}", "filter": filt,
@@ -125,6 +127,8 @@ def run_stage(name: str, spec: dict, args) -> dict:
         return train_stage(work / name, spec, args)
     if kind == "select":
         return select_stage(spec, args)
+    if kind == "held_out_loss":
+        return held_out_loss_stage(spec, args)
     raise SystemExit(f"unknown stage kind {kind!r}")
 
 
@@ -159,7 +163,7 @@ def sample_stage(out: Path, spec: dict, args) -> dict:
     samples = sample_problems(model, tokenizer, problems, max_tokens=_max_tokens(spec["split"]), prompt_style=STYLE,
                               out_path=out / "samples.jsonl", model_name=MODEL_FILES[spec["model"]], stats=stats,
                               on_sample=tick, **spec["sampling"])
-    return {"samples": len(samples), **_sample_stats(samples), "this_call": stats}
+    return {"samples": len(samples), **sample_stats(samples), "this_call": stats}
 
 
 def verify_stage(out: Path, samples_dir: Path, spec: dict, args) -> dict:
@@ -196,7 +200,7 @@ def eval_stage(out: Path, spec: dict, args) -> dict:
     samples = read_records(out / "samples.jsonl", Sample)
     verdicts = read_records(out / "verdicts.jsonl", Verdict)
     return {"adapter": adapter, "pass_at_1": res["pass_at_1"], "passed": sum(v.passed for v in verdicts),
-            "total": len(verdicts), **_sample_stats(samples), "statuses": _count(v.status for v in verdicts),
+            "total": len(verdicts), **sample_stats(samples), "statuses": _count(v.status for v in verdicts),
             "passed_ids": sorted(v.problem_id for v in verdicts if v.passed)}
 
 
@@ -220,6 +224,19 @@ def held_out_answers(args) -> list[dict]:
     style = get_style(STYLE)
     return [{"messages": style.train_messages(p, p.canonical_solution.replace("\r\n", "\n").strip())}
             for p in _problems("validation", args) if p.canonical_solution]
+
+
+def held_out_loss_stage(spec: dict, args) -> dict:
+    """The untrained student's loss on the held-out passing answers: epoch 0 of every
+    learning curve (the train stages measure the same examples after each epoch)."""
+    from mlx_selfdistill.models import load_model
+    from mlx_selfdistill.training import TrainConfig
+    from mlx_selfdistill.training.data import tokenize_examples
+    from mlx_selfdistill.training.trainer import evaluate_loss
+
+    model, tokenizer = load_model(model_path(spec["model"]))
+    examples = tokenize_examples(tokenizer, held_out_answers(args))
+    return {"examples": len(examples), "held_out_loss": evaluate_loss(model, examples, TrainConfig(**TRAIN))}
 
 
 def train_stage(out: Path, spec: dict, args) -> dict:
@@ -277,12 +294,6 @@ def select_stage(spec: dict, args) -> dict:
             "grid": [{"lr": k[0], "epochs": k[1], "validation_passed": v} for k, v in scores.items()]}
 
 
-def _sample_stats(samples) -> dict:
-    n = max(1, len(samples))
-    return {"eos_stop_rate": round(sum(s.finish_reason == "stop" for s in samples) / n, 4),
-            "mean_tokens": round(sum(s.num_tokens for s in samples) / n, 1)}
-
-
 def _count(items) -> dict:
     return dict(Counter(items))
 
@@ -312,6 +323,8 @@ def report(args) -> dict:
                     "distilled_ci95": [round(x, 3) for x in wilson_interval(after["passed"], after["total"])],
                     "eos_stop_rate": [before["eos_stop_rate"], after["eos_stop_rate"]],
                     "mean_tokens": [before["mean_tokens"], after["mean_tokens"]]}
+        base_loss = f"loss.{student}.base"
+        entry["held_out_loss_base"] = record.result(base_loss)["held_out_loss"] if record.done(base_loss) else None
         curves = {lr: train_curve(record, f"train.{arm}.lr{lr:g}", args) for lr in LRS}
         entry["validation_curve"] = [
             {"lr": lr, "epoch": e, "validation_passed": record.result(n)["passed"],
