@@ -81,7 +81,26 @@ def run_distillation(source: str, args) -> dict:
             "train": {k: (r1.get("train") or {}).get(k) for k in ("steps", "examples", "tokens", "final_loss",
                                                                   "peak_memory_gb", "seconds")},
             "test_trained_adapter": paired(base, trained), "test_kept_model": paired(base, handed_back),
+            "gate_today": gate_today(run_dir, summary, run_config(source, args)),
             "seconds": summary.get("seconds")}
+
+
+def gate_today(run_dir: Path, summary: dict, config) -> dict:
+    """What this version's gate decides on the run's stored validation verdicts. A finished run keeps
+    the decision it made when it finished (`kept` above, from an older gate if it ran before the
+    sign test), so this says whether that decision still stands."""
+    from mlx_selfdistill.gate import Candidate, adapters_compared, keep, per_problem
+
+    def candidate(label: str, r: int, folder: Path) -> Candidate:
+        scores = per_problem({"work_dir": str(folder / "validation" / "eval")})
+        return Candidate(label, sum(scores.values()) / len(scores), r, None, scores)
+
+    rounds = [candidate(f"round {r['round']}", r["round"], run_dir / f"round_{r['round']}")
+              for r in summary["rounds"]]
+    decision = keep(candidate("base", 0, run_dir / "base"), rounds, config.gate.alpha,
+                    adapters_compared(config, len(rounds)))
+    return {"round": decision.kept.round if decision.kept else 0, "message": decision.message,
+            "evidence": decision.evidence}
 
 
 def paired(before: dict, after: dict) -> dict:
@@ -149,6 +168,7 @@ def main(argv=None) -> None:
         print(f"{label}: base {t['base_passed']}/{t['total']} -> {t['distilled_passed']}/{t['total']} "
               f"(+{t['flips_up']}/-{t['flips_down']}, McNemar p={t['mcnemar_p']:.3g})")
     print(f"kept: {result['distillation']['kept']}")
+    print(f"the gate today: {result['distillation']['gate_today']['message']}")
     for r in result["base_rates"]:
         print(f"base on {r['package']}: {r['passed']}/{r['total']}")
     print(f"wrote {args.out}")

@@ -282,6 +282,9 @@ def epoch_curve(result: dict, epochs: int) -> list[dict]:
 
 def select_stage(spec: dict, args) -> dict:
     """The (rate, epochs) with the most validation passes; ties: fewer epochs, then the smaller rate."""
+    from mlx_selfdistill.gate import GateSettings, threshold
+    from mlx_selfdistill.metrics import sign_test_p
+
     record = StageRecord(Path(args.work))
     arm = spec["arm"]
     student = ARMS[arm][0]
@@ -289,8 +292,16 @@ def select_stage(spec: dict, args) -> dict:
     scores = {(lr, e): record.result(f"eval.{arm}.lr{lr:g}.ep{e}.validation")["passed"]
               for lr in spec["lrs"] for e in range(1, spec["epochs"] + 1)}
     lr, epochs = max(scores, key=lambda k: (scores[k], -k[1], -k[0]))
+    # What the validation gate (mlx_selfdistill/gate.py) would decide for a user's run: the chosen
+    # setting against the base on the same problems, a one-sided sign test at its default alpha / settings tried.
+    base_ids = set(record.result(f"eval.{student}.base.validation")["passed_ids"])
+    chosen_ids = set(record.result(f"eval.{arm}.lr{lr:g}.ep{epochs}.validation")["passed_ids"])
+    up, down = len(chosen_ids - base_ids), len(base_ids - chosen_ids)
+    p = sign_test_p(up, down)
     return {"run": f"train.{arm}.lr{lr:g}", "lr": lr, "epochs": epochs, "validation_passed": scores[(lr, epochs)],
             "validation_base_passed": base, "beats_base_on_validation": scores[(lr, epochs)] > base,
+            "validation_flips": [up, down], "validation_sign_test_p": p,
+            "gate_would_keep": scores[(lr, epochs)] > base and p <= threshold(GateSettings().alpha, len(scores)),
             "grid": [{"lr": k[0], "epochs": k[1], "validation_passed": v} for k, v in scores.items()]}
 
 
