@@ -284,7 +284,9 @@ def epoch_curve(result: dict, epochs: int) -> list[dict]:
     resumed call's own result only knows where it resumed)."""
     steps_per_epoch = len(result["losses"]) // epochs
     held_out = dict((step, loss) for step, loss in result["val_losses"])
-    return [{"epoch": e, "steps": e * steps_per_epoch, "final_loss": result["losses"][e * steps_per_epoch - 1],
+    losses = result["losses"]
+    return [{"epoch": e, "steps": e * steps_per_epoch, "final_loss": losses[e * steps_per_epoch - 1],
+             "mean_loss": round(sum(losses[(e - 1) * steps_per_epoch:e * steps_per_epoch]) / steps_per_epoch, 4),
              "val_loss": held_out.get(e * steps_per_epoch)} for e in range(1, epochs + 1)]
 
 
@@ -347,7 +349,7 @@ def report(args) -> dict:
         curves = {lr: train_curve(record, f"train.{arm}.lr{lr:g}", args) for lr in lrs_of(arm)}
         entry["validation_curve"] = [
             {"lr": lr, "epoch": e, "validation_passed": record.result(n)["passed"],
-             **({"train_loss": curves[lr][e - 1]["final_loss"], "held_out_loss": curves[lr][e - 1]["val_loss"]}
+             **({"train_loss_mean": curves[lr][e - 1]["mean_loss"], "held_out_loss": curves[lr][e - 1]["val_loss"]}
                 if curves[lr] else {})}
             for lr in lrs_of(arm) for e in range(1, EPOCHS + 1) if record.done(n := f"eval.{arm}.lr{lr:g}.ep{e}.validation")]
         methods.append(entry)

@@ -39,11 +39,12 @@ def test_keeps_the_best_only_when_it_beats_the_base():
 def test_a_gain_within_chance_keeps_the_base():
     # code_run.json's case: 12/41 against 11/41 on validation, then worse on the test files.
     base = _model("base", [1] * 11 + [0] * 30)
-    edge = _model("round 1", [0, 0] + [1] * 9 + [1, 1, 1] + [0] * 27, 1)  # +3 / -2
+    edge = _model("round 1", [0, 0, 0] + [1] * 8 + [1, 1, 1, 1] + [0] * 26, 1)  # +4 / -3
+    assert edge.passed > base.passed
     decision = keep(base, [edge], alpha=0.1)
     assert decision.kept is None and decision.message.startswith(NOT_SHOWN)
-    assert decision.evidence["flips_up"] == 3 and decision.evidence["flips_down"] == 2
-    assert decision.evidence["sign_test_p"] == sign_test_p(3, 2) == 0.5
+    assert decision.evidence["flips_up"] == 4 and decision.evidence["flips_down"] == 3
+    assert decision.evidence["sign_test_p"] == sign_test_p(4, 3) == 0.5
     assert keep(base, [edge], alpha=1.0).kept == edge  # alpha 1: any higher score is kept
     clear = _model("round 1", [1] * 11 + [1] * 8 + [0] * 22, 1)  # +8 / -0: p = 1/256
     decision = keep(base, [clear], alpha=0.1)
