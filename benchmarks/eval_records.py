@@ -15,10 +15,14 @@ def sample_stats(samples) -> dict:
 
 
 def eval_dir_stats(eval_dir: Path) -> dict:
-    """Passes, total, the passing problem ids and sample_stats of one evaluation folder."""
+    """Passes, total, the passing problem ids, the verdict statuses and sample_stats of one
+    evaluation folder."""
+    from collections import Counter
+
     from mlx_selfdistill.records import Sample, Verdict, read_records
 
     samples = read_records(Path(eval_dir) / "samples.jsonl", Sample)
     verdicts = read_records(Path(eval_dir) / "verdicts.jsonl", Verdict)
     return {"passed": sum(v.passed for v in verdicts), "total": len(verdicts),
-            "passed_ids": sorted(v.problem_id for v in verdicts if v.passed), **sample_stats(samples)}
+            "passed_ids": sorted(v.problem_id for v in verdicts if v.passed),
+            "statuses": dict(Counter(v.status for v in verdicts)), **sample_stats(samples)}

@@ -43,7 +43,7 @@ from pathlib import Path
 
 from mlx_selfdistill.jsonl import write_json_atomic  # first package import: binds the BLAS before mlx
 
-from eval_records import sample_stats
+from eval_records import eval_dir_stats, sample_stats
 from stage_runner import StageRecord, log, run_stages
 
 HERE = Path(__file__).resolve().parent
@@ -199,17 +199,12 @@ def _adapter_dir(work: Path, ref: str | None) -> str | None:
 
 def eval_stage(out: Path, spec: dict, args) -> dict:
     from mlx_selfdistill.evaluation import evaluate_model
-    from mlx_selfdistill.records import Sample, Verdict, read_records
 
     work = Path(args.work)
     adapter = _adapter_dir(work, spec["adapter"])
     res = evaluate_model(model_path(spec["model"]), _problems(spec["split"], args), work_dir=out, adapter=adapter,
                          max_tokens=_max_tokens(spec["split"]), prompt_style=STYLE, timeout_s=TEST_TIMEOUT_S, **GREEDY)
-    samples = read_records(out / "samples.jsonl", Sample)
-    verdicts = read_records(out / "verdicts.jsonl", Verdict)
-    return {"adapter": adapter, "pass_at_1": res["pass_at_1"], "passed": sum(v.passed for v in verdicts),
-            "total": len(verdicts), **sample_stats(samples), "statuses": _count(v.status for v in verdicts),
-            "passed_ids": sorted(v.problem_id for v in verdicts if v.passed)}
+    return {"adapter": adapter, "pass_at_1": res["pass_at_1"], **eval_dir_stats(out)}
 
 
 def train_examples(work: Path, spec: dict, args) -> tuple[list[dict], dict]:
