@@ -16,6 +16,10 @@ engine_tok_s and batch_generate_tok_s count every generated token (EOS included)
 wall time, prefill included; engine_decode_tok_s leaves the prefill out (the bare forward
 has none).
 
+Prefill (`--cases prefill`): the greedy problems' prompts prefilled with the prompt style's
+fixed header shared (sampling/prefix.py: prefilled once, its cache reused) and whole,
+alternated per round, with a check that the first token's logits are bitwise equal.
+
 Batch-1 decode (what `bench` reports and a chat user feels): greedy steps on a KVCache at
 1 and 2 OpenBLAS threads, interleaved, against this machine's read bandwidth measured in
 the same run (numpy summing a 1 GiB array, best of 3) divided by the weight bytes read per
@@ -51,6 +55,7 @@ from mlx_selfdistill.metrics import weight_bytes
 from mlx_selfdistill.models import load_model, prompt_tokens
 from mlx_selfdistill.platform_info import environment
 from mlx_selfdistill.sampling import PhaseClock, Request, RunawayConfig, SamplingEngine, SamplingParams, sequence_seed
+from mlx_selfdistill.sampling.prefix import shared_length, style_header
 
 RESULTS = Path(__file__).resolve().parent / "results" / "engine_speed.json"
 MBPP = Path("/work/shared/data/mbpp/mbpp.jsonl")
@@ -126,12 +131,41 @@ def slot_vs_bare(model, prompt: list[int], rows: int, rounds: int = 4, steps: in
             "slot_vs_bare_tok_s": round(bare / slot, 3)}
 
 
+def engine_requests(tokenizer, prompts, n, params, share: bool = True) -> list[Request]:
+    """What sample_problems builds: the default style's header shared (prefix.py) unless not."""
+    header = style_header(tokenizer, None) if share else []
+    return [Request(p, list(range(n)), [sequence_seed(params.seed, str(j), i) for i in range(n)], j,
+                    shared=shared_length(p, header)) for j, p in enumerate(prompts)]
+
+
+def prefill_ab(model, tokenizer, prompts, rounds: int = 3) -> dict:
+    """Every prompt's prefill with the header shared and without, alternated per round: the
+    seconds of each (median over rounds), and whether the first-token logits are equal."""
+    times = {"shared": [], "whole": []}
+    equal = True
+    for _ in range(rounds):
+        logits = {}
+        for mode in ("shared", "whole"):
+            engine = SamplingEngine(model, tokenizer, SamplingParams(temperature=0.0))
+            t0 = time.perf_counter()
+            logits[mode] = [engine._prefill(r).logits for r in engine_requests(tokenizer, prompts, 1, engine.params,
+                                                                                 share=mode == "shared")]
+            times[mode].append(time.perf_counter() - t0)
+        equal = equal and all(mx.array_equal(a, b).item() for a, b in zip(logits["shared"], logits["whole"]))
+    header = style_header(tokenizer, None)
+    shared = sum(shared_length(p, header) for p in prompts)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"prompts": len(prompts), "prompt_tokens": sum(len(p) for p in prompts), "header_tokens": len(header),
+            "header_tokens_skipped": shared - len(header), "seconds_shared": round(med["shared"], 2),
+            "seconds_whole": round(med["whole"], 2), "speedup": round(med["whole"] / med["shared"], 3),
+            "first_token_logits_bitwise_equal": equal, "rounds": rounds}
+
+
 def run_engine(model, tokenizer, prompts, n, max_tokens, params, rows) -> dict:
     engine = SamplingEngine(model, tokenizer, params, max_tokens=max_tokens, max_batch=rows,
                             runaway=RunawayConfig(enabled=False))
     engine.clock = PhaseClock()
-    reqs = [Request(p, list(range(n)), [sequence_seed(params.seed, str(j), i) for i in range(n)], j)
-            for j, p in enumerate(prompts)]
+    reqs = engine_requests(tokenizer, prompts, n, params)
     t0 = time.perf_counter()
     out = list(engine.run(reqs))
     seconds = time.perf_counter() - t0
@@ -149,7 +183,7 @@ def run_engine(model, tokenizer, prompts, n, max_tokens, params, rows) -> dict:
             "full_batch_tokens_per_sec": round(clock.full_tokens / clock.full_seconds, 2) if clock.full_steps else None,
             "eos_stop_fraction": round(sum(f.finish_reason == "stop" for f in out) / len(out), 3),
             "mean_tokens": round(tokens / len(out), 1), "steps": clock.steps, "phase_seconds": parts,
-            "per_step_ms": per_step, "prompt_tokens": engine.prompt_tokens,
+            "per_step_ms": per_step, "prompt_tokens": engine.prompt_tokens, "header_cache": engine.headers.stats(),
             "cache_copies": engine.batch.copies if engine.batch else 0,
             "mean_attended_columns": round(engine.batch.columns_read / max(1, engine.batch.steps))}
 
@@ -276,13 +310,18 @@ def bench_model(args, spec: str) -> list[dict]:
         fig = batch1_figure(model, anchor_prompt)
         fig["model"] = name
         print(f"  {json.dumps(fig)}", flush=True)
-        yield None, fig, None
+        yield "batch1", fig
+    if "prefill" in args.cases:
+        print(f"[{name}] prefill of {args.greedy_problems} prompts, header shared vs whole ...", flush=True)
+        pre = {"model": name, **prefill_ab(model, tokenizer, prompts[:args.greedy_problems])}
+        print(f"  {json.dumps(pre)}", flush=True)
+        yield "prefill", pre
     if "ab" in args.cases:
         for rows in args.rows:
             print(f"[{name}] engine step vs bare forward, {rows} rows ...", flush=True)
             ab = {"model": name, **slot_vs_bare(model, anchor_prompt, rows)}
             print(f"  {json.dumps(ab)}", flush=True)
-            yield None, None, ab
+            yield "step_vs_bare", ab
     runs = []
     # 1.5x as many sequences as rows: the batch refills as sequences finish.
     cases = [(rows, "sampled", args.prompts or max(1, 3 * rows // (2 * args.n)), args.n) for rows in args.rows
@@ -328,7 +367,7 @@ def bench_model(args, spec: str) -> list[dict]:
         print(f"  => {json.dumps({k: run[k] for k in ('bare_forward_tok_s', 'engine_tok_s', 'engine_decode_tok_s', 'batch_generate_tok_s')})}",
               flush=True)
         runs.append(run)
-        yield runs[-1], None, None
+        yield "runs", runs[-1]
 
 
 def main():
@@ -343,7 +382,8 @@ def main():
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--mbpp", default=str(MBPP))
     ap.add_argument("--cases", default="sampled,greedy,batch1",
-                    help="which parts: ab (the engine's decode step vs the bare forward, alternated), sampled (n samples per prompt at each --rows), greedy (n=1 across "
+                    help="which parts: ab (the engine's decode step vs the bare forward, alternated), prefill "
+                         "(the greedy problems' prefill with the style header shared vs whole, alternated), sampled (n samples per prompt at each --rows), greedy (n=1 across "
                          "problems at the largest --rows), batch1 (one-row decode vs bandwidth)")
     ap.add_argument("--skip-bg", action="store_true", help="leave batch_generate out (a quick look)")
     ap.add_argument("--out", default=str(RESULTS))
@@ -365,14 +405,13 @@ def main():
     result.setdefault("invocations", []).append({"argv": " ".join(os.sys.argv[1:]), "loadavg_before": os.getloadavg(),
                                                  "study_paused": os.environ.get("STUDY_PAUSED") == "1"})
     for spec in args.model:
-        for run, fig, ab in bench_model(args, spec):
-            if run:
-                result["runs"].append(run)
-            if fig:
-                result["batch1"].append(fig)
-            if ab:
-                result["step_vs_bare"] = [x for x in result.get("step_vs_bare", [])
-                                          if (x["model"], x["rows"]) != (ab["model"], ab["rows"])] + [ab]
+        for key, record in bench_model(args, spec):
+            if key in ("runs", "batch1"):
+                result[key].append(record)
+            else:  # one record per model (and row count): a new one replaces the old
+                same = ("model", "rows") if key == "step_vs_bare" else ("model",)
+                result[key] = [x for x in result.get(key, [])
+                               if [x.get(f) for f in same] != [record.get(f) for f in same]] + [record]
             result["invocations"][-1]["loadavg_after"] = os.getloadavg()
             write_json_atomic(out_path, result)
     print(f"wrote {out_path}")

@@ -19,6 +19,7 @@ from ..prompts import PromptStyle, get_style
 from ..records import Problem, Sample, read_records
 from . import distributed as dist
 from .engine import Finished, Request, SamplingEngine
+from .prefix import shared_length, style_header
 from .samplers import SamplingParams, sequence_seed
 from .stopping import RunawayConfig
 
@@ -111,13 +112,16 @@ def sample_problems(model, tokenizer, problems: Iterable[Problem], *, n: int = 1
     mine = problems[rank::size]
     by_id = {p.id: p for p in problems}
     requests, prompts = [], {}
+    header = style_header(tokenizer, style.name)
     for p in mine:
         missing = [i for i in range(n) if (p.id, i) not in done]
         if not missing:
             continue
         prompts[p.id] = prompt_text(tokenizer, p, style=style.name)
-        requests.append(Request(prompt=prompt_tokens(tokenizer, p, style=style.name), sample_indices=missing,
-                                seeds=[sequence_seed(seed, p.id, i) for i in missing], tag=p.id))
+        tokens = prompt_tokens(tokenizer, p, style=style.name)
+        requests.append(Request(prompt=tokens, sample_indices=missing,
+                                seeds=[sequence_seed(seed, p.id, i) for i in missing], tag=p.id,
+                                shared=shared_length(tokens, header)))
 
     if max_batch == "auto":
         from ..metrics import weight_bytes
@@ -145,6 +149,7 @@ def sample_problems(model, tokenizer, problems: Iterable[Problem], *, n: int = 1
     if stats is not None:
         stats.update(new=len(new), skipped=sum(1 for p in mine for i in range(n) if (p.id, i) in done),
                      generated_tokens=engine.generated_tokens, prompt_tokens=engine.prompt_tokens,
+                     header_cache=engine.headers.stats(),
                      seconds=seconds, rank=rank, world_size=size, max_batch=max_batch,
                      tokens_per_sec=engine.generated_tokens / seconds if seconds > 0 else None)
 

@@ -1,11 +1,11 @@
 """The batched sampling engine: one prefill per prompt, continuous batching.
 
 Each prompt is prefilled once, alone (batch 1, so its cache never depends on other
-prompts); its KV cache is then written into a free row of the running decode batch for
-each of its N samples. The batch holds sequences of many problems at once (greedy
-evaluation with n=1 fills its rows across problems). Sequences leave as they finish and
-new prompts are admitted into the freed rows, within `max_batch` rows and `max_kv_tokens`
-of KV cache.
+prompts; a style's fixed header is prefilled once per run, prefix.py); its KV cache is
+then written into a free row of the running decode batch for each of its N samples. The
+batch holds sequences of many problems at once (greedy evaluation with n=1 fills its rows
+across problems). Sequences leave as they finish and new prompts are admitted into the
+freed rows, within `max_batch` rows and `max_kv_tokens` of KV cache.
 
 The running cache is a SlotBatch (slots.py): a fixed number of rows that sequences join
 and leave without copying the cache. A step is the forward pass, one sampler call (one
@@ -24,6 +24,7 @@ import mlx.core as mx
 from mlx_lm.models.cache import make_prompt_cache
 
 from ..errors import UserError
+from .prefix import HeaderCache
 from .samplers import SamplingParams, sample_tokens, step_uniforms
 from .slots import SlotBatch
 from .stopping import RunawayConfig, StopStrings, repetition_period
@@ -80,6 +81,7 @@ class Request:
     sample_indices: list[int]
     seeds: list[int]  # one 64-bit seed per sample (samplers.sequence_seed)
     tag: Any = None  # handed back in Finished (e.g. the problem)
+    shared: int = 0  # the first `shared` tokens are a style header whose cache is reused (prefix.py)
 
 
 @dataclass
@@ -147,6 +149,7 @@ class SamplingEngine:
         self.prompt_tokens = 0
         self.clock: Optional[PhaseClock] = None
         self.batch: Optional[SlotBatch] = None  # the last run's decode batch (its `copies`)
+        self.headers = HeaderCache()
 
     # --- pieces ------------------------------------------------------------------------
 
@@ -156,7 +159,7 @@ class SamplingEngine:
         cache = make_prompt_cache(self.model)
         tokens = mx.array(request.prompt)[None]
         head = tokens.shape[1] - 1
-        for start in range(0, head, self.prefill_step):
+        for start in range(self._header(request, tokens, cache), head, self.prefill_step):
             # Only the cache is evaluated: the unused logits of the prompt are never computed.
             self.model(tokens[:, start:min(start + self.prefill_step, head)], cache=cache)
             mx.eval([c.state for c in cache])
@@ -164,6 +167,18 @@ class SamplingEngine:
         mx.eval(logits)
         self.prompt_tokens += len(request.prompt)
         return _Prefilled(request, cache, logits)
+
+    def _header(self, request: Request, tokens: mx.array, cache: list) -> int:
+        """Put the request's shared header into its fresh cache, prefilling the header alone the
+        first time (so hit or miss, the prompt is split at the same place); its length."""
+        n = request.shared
+        if not 0 < n < tokens.shape[1] or not HeaderCache.supports(cache):
+            return 0
+        header = request.prompt[:n]
+        if not self.headers.restore(cache, header):
+            self.model(tokens[:, :n], cache=cache)
+            self.headers.store(cache, header)
+        return n
 
     def _kv_tokens(self, rows: list[_Seq]) -> int:
         """Worst-case padded KV size of a batch: every row as long as the longest can get."""
