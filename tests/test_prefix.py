@@ -86,7 +86,8 @@ def test_greedy_with_the_header_shared_is_mlx_lm_generate_after_the_header(tiny)
     header = style_header(tokenizer, "evalplus")
     reqs = requests(tokenizer, "evalplus", header, n=1)
     got, engine = outputs(model, tokenizer, SamplingParams(temperature=0), reqs, max_batch=5)
-    assert engine.headers.stats() == {"hits": len(reqs) - 1, "misses": 1}
+    assert engine.headers.stats() == {"hits": len(reqs) - 1, "misses": 1,
+                                      "tokens_reused": (len(reqs) - 1) * len(header)}
     for r in reqs:
         cache = make_prompt_cache(model)
         model(mx.array(header)[None], cache=cache)
@@ -103,7 +104,7 @@ def test_sharing_the_header_changes_no_token(tiny, params):
     header = style_header(tokenizer, "evalplus")
     reqs = requests(tokenizer, "evalplus", header)
     plain_engine = assert_same_tokens_shared_or_not(model, tokenizer, params, reqs, max_batch=5)
-    assert plain_engine.headers.stats() == {"hits": 0, "misses": 0}
+    assert plain_engine.headers.stats() == {"hits": 0, "misses": 0, "tokens_reused": 0}
 
 
 def test_a_prompts_samples_do_not_depend_on_the_prompts_before_it(tiny):
@@ -115,7 +116,7 @@ def test_a_prompts_samples_do_not_depend_on_the_prompts_before_it(tiny):
     together, _ = outputs(model, tokenizer, HOT, reqs, max_batch=4)
     last = reqs[-1]
     alone, engine = outputs(model, tokenizer, HOT, [last], max_batch=4)
-    assert engine.headers.stats() == {"hits": 0, "misses": 1}
+    assert engine.headers.stats() == {"hits": 0, "misses": 1, "tokens_reused": 0}
     assert alone == {k: v for k, v in together.items() if k[0] == last.tag}
 
 
@@ -138,7 +139,8 @@ def test_sample_problems_reports_the_header_cache(tiny):
     stats = {}
     sample_problems(model, tokenizer, problems()[:3], n=1, temperature=0, max_tokens=8, prompt_style="evalplus",
                     stats=stats)
-    assert stats["header_cache"] == {"hits": 2, "misses": 1}
+    header = style_header(tokenizer, "evalplus")
+    assert stats["header_cache"] == {"hits": 2, "misses": 1, "tokens_reused": 2 * len(header)}
 
 
 @pytest.mark.skipif(SMOL is None or not SMOL.exists(), reason="real SmolLM2 GGUF absent (benchmarks/fetch_models.py)")
