@@ -51,7 +51,7 @@ from mlx_lm.sample_utils import make_sampler
 
 from mlx_selfdistill import blas
 from mlx_selfdistill.jsonl import write_json_atomic
-from mlx_selfdistill.metrics import weight_bytes
+from mlx_selfdistill.metrics import bytes_read_per_token
 from mlx_selfdistill.models import load_model, prompt_tokens
 from mlx_selfdistill.platform_info import environment
 from mlx_selfdistill.sampling import PhaseClock, Request, RunawayConfig, SamplingEngine, SamplingParams, sequence_seed
@@ -269,7 +269,7 @@ def gemv_gap(model, repeats: int = 5) -> dict:
 
 
 def batch1_figure(model, prompt, rounds: int = 2) -> dict:
-    wbytes = weight_bytes(model)
+    wbytes = bytes_read_per_token(model)
     rates: dict[str, list] = {}
     bandwidth = []
     threads_ok = True
@@ -282,7 +282,7 @@ def batch1_figure(model, prompt, rounds: int = 2) -> dict:
     gap = gemv_gap(model)
     bw = max(bandwidth)
     ceiling = bw * 1e9 / wbytes
-    out = {"weight_bytes_per_token": wbytes, "read_bandwidth_gbs": bandwidth, "ceiling_tok_s": round(ceiling, 2),
+    out = {"read_bytes_per_token": wbytes, "read_bandwidth_gbs": bandwidth, "ceiling_tok_s": round(ceiling, 2),
            "threads_settable": threads_ok, "by_blas_threads": {}, "one_row_matmul": gap}
     for threads, r in rates.items():
         best = max(r)

@@ -169,6 +169,7 @@ class ModelRun:
     spec: str
     adapter: Optional[str]
     weight_bytes: int
+    read_bytes_per_token: Optional[int] = None  # metrics.bytes_read_per_token; None: weight_bytes
     speeds: list[dict] = field(default_factory=list)
     sample_seconds: list[float] = field(default_factory=list)
     verify_seconds: list[float] = field(default_factory=list)
@@ -219,6 +220,7 @@ def model_block(run: ModelRun, problems: Sequence[Problem], *, n: int, idle: Idl
         "model": run.spec,
         "adapter": run.adapter,
         "weight_bytes": run.weight_bytes,
+        "read_bytes_per_token": run.read_bytes_per_token or run.weight_bytes,
         "speed": speed,
         "quality": quality,
         "mean_output_tokens": generated / len(run.samples) if run.samples else 0.0,
@@ -228,7 +230,7 @@ def model_block(run: ModelRun, problems: Sequence[Problem], *, n: int, idle: Idl
         "energy": energy,
         "memory": memory_block(run),
         "efficiency": efficiency_block(quality, energy, generated, speed["decode_tok_s"],
-                                       run.weight_bytes, bandwidth_gbs),
+                                       run.read_bytes_per_token or run.weight_bytes, bandwidth_gbs),
     }
 
 
@@ -343,7 +345,7 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, teacher: str |
             fuse_in_memory(m)
         loaded[label] = (m, tok)
         runs[label] = ModelRun(label, model_name(spec), adapter if label == "distilled" else None,
-                               metrics.weight_bytes(m))
+                               metrics.weight_bytes(m), metrics.bytes_read_per_token(m))
     step("models loaded")
 
     speed_prompt = {label: prompt_tokens(tok, problem_list[0], style=style) for label, (_, tok) in loaded.items()}

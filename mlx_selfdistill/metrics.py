@@ -221,6 +221,39 @@ def weight_bytes(model) -> int:
     return int(sum(v.nbytes for _, v in tree_flatten(model.parameters())))
 
 
+def bytes_read_per_token(model) -> int:
+    """Bytes of parameters one decoded token reads: every parameter, except that an input
+    embedding table the output layer does not share is read one row per token, not whole
+    (Qwen2.5-Coder-0.5B's GGUF has an untied 136M-parameter output layer beside its 136M
+    embedding table, so counting the table whole overstates a token's reads by a quarter).
+    The numerator of the bandwidth limit; `weight_bytes` stays the memory the weights hold."""
+    import mlx.nn as nn
+    from mlx.utils import tree_flatten
+
+    def nbytes(module) -> int:
+        return int(sum(v.nbytes for _, v in tree_flatten(module.parameters())))
+
+    modules = [m for _, m in model.named_modules()]
+    embeddings = [m for m in modules if isinstance(m, (nn.Embedding, nn.QuantizedEmbedding))]
+    linears = [m for m in modules if isinstance(m, (nn.Linear, nn.QuantizedLinear))]
+    total = weight_bytes(model)
+    for table in embeddings:
+        rows, dims = table.weight.shape[0], getattr(table, "dims", None) or table.weight.shape[1]
+        # An output layer of the same (vocab, dims) shape means the table is not the output too.
+        if any(_out_in(lin) == (rows, dims) for lin in linears):
+            size = nbytes(table)
+            total -= size - size // rows
+    return total
+
+
+def _out_in(linear) -> tuple[int, int]:
+    """(output, input) features of a Linear or QuantizedLinear."""
+    out = linear.weight.shape[0]
+    if hasattr(linear, "bits"):  # packed: 32 // bits values per uint32
+        return out, linear.weight.shape[1] * 32 // linear.bits
+    return out, linear.weight.shape[1]
+
+
 def bandwidth_limit_tok_s(weight_bytes_per_token: int, bandwidth_gbs: float | None) -> float | None:
     if not _positive(bandwidth_gbs) or weight_bytes_per_token <= 0:
         return None

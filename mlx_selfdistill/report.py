@@ -11,7 +11,7 @@ The result dict (schema_version 2):
       "idle": IdleBaseline.to_dict(),          # {"status": "measured"|"unavailable", ...}
       "models": {                              # "base", with an adapter "distilled",
         "base": {                              # with a teacher "teacher"
-          "model": ..., "adapter": None, "weight_bytes": int,
+          "model": ..., "adapter": None, "weight_bytes": int, "read_bytes_per_token": int,
           "speed": {"prefill_tok_s", "decode_tok_s", "batched_tok_s", "batch_size", "trials"},
           "quality": metrics.summarize_quality(...),
           "mean_output_tokens": float, "generated_tokens": int,
@@ -58,7 +58,7 @@ def _phase_j(phase: dict | None, key: str) -> float | None:
 
 
 def efficiency_block(quality: dict, energy: dict, generated_tokens: int,
-                     decode_tok_s: float | None, weight_bytes: int | None,
+                     decode_tok_s: float | None, read_bytes_per_token: int | None,
                      bandwidth_gbs: float | None) -> dict:
     """Energy-efficiency and bandwidth numbers of one model (None = unavailable).
 
@@ -80,8 +80,8 @@ def efficiency_block(quality: dict, energy: dict, generated_tokens: int,
         "tokens_per_joule_net": metrics.tokens_per_joule(generated_tokens, gen_net),
         "mean_watts": watts,
         "pass1_per_watt": metrics.pass1_per_watt(quality.get("pass_at_1"), watts),
-        "bandwidth_fraction": (metrics.bandwidth_fraction(decode_tok_s, weight_bytes, bandwidth_gbs)
-                               if weight_bytes else None),
+        "bandwidth_fraction": (metrics.bandwidth_fraction(decode_tok_s, read_bytes_per_token, bandwidth_gbs)
+                               if read_bytes_per_token else None),
     }
 
 

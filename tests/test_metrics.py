@@ -120,6 +120,31 @@ def test_weight_bytes_of_a_real_mlx_model():
     assert M.weight_bytes(q) == 64 * 32 // 2 + 2 * (64 * 32 // 32) * q.scales.itemsize
 
 
+@pytest.mark.parametrize("quantized", [False, True])
+def test_bytes_read_per_token_counts_one_row_of_an_untied_embedding_table(quantized):
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx_lm.models.llama import Model, ModelArgs
+
+    def model(tied: bool):
+        args = ModelArgs(model_type="llama", hidden_size=64, num_hidden_layers=2, intermediate_size=128,
+                         num_attention_heads=4, rms_norm_eps=1e-5, vocab_size=256, num_key_value_heads=4,
+                         tie_word_embeddings=tied)
+        m = Model(args)
+        if quantized:
+            nn.quantize(m, group_size=32, bits=4)
+        mx.eval(m.parameters())
+        return m
+
+    tied, untied = model(True), model(False)
+    # Tied: the table is the output layer too, read whole every token.
+    assert M.bytes_read_per_token(tied) == M.weight_bytes(tied)
+    table = untied.model.embed_tokens
+    size = M.weight_bytes(table)
+    assert M.bytes_read_per_token(untied) == M.weight_bytes(untied) - size + size // 256
+    assert M.bytes_read_per_token(untied) == M.bytes_read_per_token(tied) + size // 256
+
+
 def test_summarize_quality():
     q = M.summarize_quality([(5, 2), (5, 0), (5, 5), (5, 1)], ks=(1, 5, 10))
     assert q["num_problems"] == 4 and q["samples_per_problem"] == 5 and q["passing_samples"] == 8
