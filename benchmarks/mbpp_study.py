@@ -18,7 +18,8 @@ The recipe of each arm is chosen on MBPP-validation only: every learning rate of
 rank 8, mlx_lm's scale 20, constant rate) trains EPOCHS epochs, the adapter after each epoch
 is evaluated greedily on validation, and the (rate, epochs) with the most validation passes
 wins (ties: fewer epochs, then the smaller rate). Only that adapter is evaluated on MBPP-test
-and HumanEval, once, beside the base model on the same problems with the same decoding.
+and HumanEval, once, beside the base model on the same problems with the same decoding; an
+arm touches no test split before its choice is made.
 Each epoch also records the loss on held-out passing answers (MBPP-validation's reference
 solutions in the same format).
 
@@ -102,6 +103,7 @@ def plan(arm: str) -> list[tuple[str, dict]]:
     stages = [(f"sample.{data}", {"kind": "sample", "model": source, "split": "train", "sampling": sampling})]
     if filt == "tests":
         stages.append((f"verify.{data}", {"kind": "verify", "samples": f"sample.{data}", "split": "train"}))
+
     def base_eval(split):
         return (f"eval.{student}.base.{split}", {"kind": "eval", "model": student, "adapter": None, "split": split})
 
