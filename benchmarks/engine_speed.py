@@ -20,6 +20,10 @@ Prefill (`--cases prefill`): the greedy problems' prompts prefilled with the pro
 fixed header shared (sampling/prefix.py: prefilled once, its cache reused) and whole,
 alternated per round, with a check that the first token's logits are bitwise equal.
 
+Threads (`--cases threads`): the bare forward at 32 rows and 1 row and a prompt's prefill on
+1 and 2 OpenBLAS threads, alternated (run it with nothing else on the machine: under load
+a 2nd thread spins for a core another process holds; results/blas_threads.json).
+
 Batch-1 decode (what `bench` reports and a chat user feels): greedy steps on a KVCache at
 1 and 2 OpenBLAS threads, interleaved, against this machine's read bandwidth measured in
 the same run (numpy summing a 1 GiB array, best of 3) divided by the weight bytes read per
@@ -268,6 +272,28 @@ def gemv_gap(model, repeats: int = 5) -> dict:
     return out
 
 
+def threads_ab(model, prompt, rounds: int = 2) -> dict:
+    """The bare forward at 32 rows and at 1 row, and one prompt's prefill, on 1 and 2 OpenBLAS
+    threads, alternated per round: what a machine running nothing else gains from its 2nd core."""
+    def prefill_s() -> float:
+        cache = make_prompt_cache(model)
+        t0 = time.perf_counter()
+        model(mx.array(prompt)[None], cache=cache)
+        mx.eval([c.state for c in cache])
+        return time.perf_counter() - t0
+
+    out: dict = {}
+    for _ in range(rounds):
+        for threads in (1, 2):
+            set_threads(threads)
+            out.setdefault(str(threads), []).append({
+                "rows32_tok_s": round(32 / bare_forward(model, prompt, 32, steps=4), 1),
+                "rows1_tok_s": round(1 / bare_forward(model, prompt, 1, steps=6), 2),
+                "prefill_tok_s": round(len(prompt) / statistics.median(prefill_s() for _ in range(3)), 1)})
+    set_threads(blas.state().threads or 1)
+    return {"prompt_tokens": len(prompt), "by_blas_threads": out, "loadavg": os.getloadavg()}
+
+
 def batch1_figure(model, prompt, rounds: int = 2) -> dict:
     wbytes = bytes_read_per_token(model)
     rates: dict[str, list] = {}
@@ -311,6 +337,11 @@ def bench_model(args, spec: str) -> list[dict]:
         fig["model"] = name
         print(f"  {json.dumps(fig)}", flush=True)
         yield "batch1", fig
+    if "threads" in args.cases:
+        print(f"[{name}] 1 vs 2 BLAS threads ...", flush=True)
+        ab = {"model": name, **threads_ab(model, anchor_prompt)}
+        print(f"  {json.dumps(ab)}", flush=True)
+        yield "threads", ab
     if "prefill" in args.cases:
         print(f"[{name}] prefill of {args.greedy_problems} prompts, header shared vs whole ...", flush=True)
         pre = {"model": name, **prefill_ab(model, tokenizer, prompts[:args.greedy_problems])}
@@ -382,7 +413,8 @@ def main():
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--mbpp", default=str(MBPP))
     ap.add_argument("--cases", default="sampled,greedy,batch1",
-                    help="which parts: ab (the engine's decode step vs the bare forward, alternated), prefill "
+                    help="which parts: ab (the engine's decode step vs the bare forward, alternated), threads "
+                         "(1 vs 2 BLAS threads, alternated), prefill "
                          "(the greedy problems' prefill with the style header shared vs whole, alternated), sampled (n samples per prompt at each --rows), greedy (n=1 across "
                          "problems at the largest --rows), batch1 (one-row decode vs bandwidth)")
     ap.add_argument("--skip-bg", action="store_true", help="leave batch_generate out (a quick look)")

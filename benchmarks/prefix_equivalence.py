@@ -1,6 +1,8 @@
 """Does sharing the prompt header (sampling/prefix.py) change a stored evaluation? Rerun one
 of the MBPP study's finished eval stages with today's engine, in a scratch folder, and compare
 every sample with the stored one: completion text and mean log-probability, bit for bit.
+The same check answers whether another BLAS thread count changes them (`--label`, with
+OPENBLAS_NUM_THREADS set for the rerun).
 
 The study's base evaluations were decoded before the header was shared; its later ones are
 decoded with it. They compare only if the engine's change leaves the base's samples as they
@@ -8,14 +10,17 @@ were, which this checks on the real model rather than assumes.
 
     python benchmarks/prefix_equivalence.py --stage eval.q05.base.validation
     python benchmarks/prefix_equivalence.py --stage eval.q05.base.validation --rerun /work/recheck
+    OPENBLAS_NUM_THREADS=2 python benchmarks/prefix_equivalence.py --stage eval.q05.base.validation \
+        --label "2 BLAS threads"
 
-Writes benchmarks/results/prefix_equivalence.json (one entry per stage).
+Writes benchmarks/results/prefix_equivalence.json (one entry per stage and label).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -62,6 +67,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stage", required=True, help="a finished eval stage of the MBPP study (a base model's)")
     ap.add_argument("--rerun", help="a folder that already holds the rerun (its <stage>/samples.jsonl)")
+    ap.add_argument("--label", help="what differs from the stored run besides the shared header (the entry's key)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     stored = STUDY / args.stage
@@ -72,11 +78,12 @@ def main(argv=None) -> None:
     else:
         work = Path(tempfile.mkdtemp(prefix="prefix-equivalence-"))
         seconds = round(rerun_stage(args.stage, work), 1)
-    entry = {"stage": args.stage, "date": time.strftime("%Y-%m-%d"), **compare(stored, work / args.stage),
+    entry = {"stage": args.stage, "date": time.strftime("%Y-%m-%d"), "label": args.label,
+             "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"), **compare(stored, work / args.stage),
              "rerun_seconds": seconds}
     out = Path(args.out)
     result = json.loads(out.read_text()) if out.exists() else {}
-    result[args.stage] = entry
+    result[f"{args.stage} ({args.label})" if args.label else args.stage] = entry
     write_json_atomic(out, result)
     print(json.dumps(entry))
 
