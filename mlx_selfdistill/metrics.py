@@ -228,10 +228,6 @@ def bytes_read_per_token(model) -> int:
     embedding table, so counting the table whole overstates a token's reads by a quarter).
     The numerator of the bandwidth limit; `weight_bytes` stays the memory the weights hold."""
     import mlx.nn as nn
-    from mlx.utils import tree_flatten
-
-    def nbytes(module) -> int:
-        return int(sum(v.nbytes for _, v in tree_flatten(module.parameters())))
 
     modules = [m for _, m in model.named_modules()]
     embeddings = [m for m in modules if isinstance(m, (nn.Embedding, nn.QuantizedEmbedding))]
@@ -241,7 +237,7 @@ def bytes_read_per_token(model) -> int:
         rows, dims = table.weight.shape[0], getattr(table, "dims", None) or table.weight.shape[1]
         # An output layer of the same (vocab, dims) shape means the table is not the output too.
         if any(_out_in(lin) == (rows, dims) for lin in linears):
-            size = nbytes(table)
+            size = weight_bytes(table)
             total -= size - size // rows
     return total
 
