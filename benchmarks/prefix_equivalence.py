@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from mlx_selfdistill.jsonl import write_json_atomic
+from mlx_selfdistill.records import Sample, read_records
 
 HERE = Path(__file__).resolve().parent
 STUDY = HERE / "results" / "mbpp_study"
@@ -35,14 +36,7 @@ RESULTS = HERE / "results" / "prefix_equivalence.json"
 
 
 def samples_by_problem(path: Path) -> dict:
-    out = {}
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:  # a killed writer's partial last line
-            continue
-        out[record["problem_id"]] = record
-    return out
+    return {s.problem_id: s for s in read_records(path, Sample)}  # a killed writer's partial tail is skipped
 
 
 def compare(stored: Path, rerun: Path) -> dict:
@@ -50,10 +44,10 @@ def compare(stored: Path, rerun: Path) -> dict:
     if a.keys() != b.keys():
         raise SystemExit(f"{rerun}: has {len(b)} problems where the stored stage has {len(a)}; "
                          "let the rerun finish first")
-    differ = [k for k in a if (a[k]["completion"], a[k]["mean_logprob"]) != (b[k]["completion"], b[k]["mean_logprob"])]
-    return {"problems": len(a), "completions_equal": sum(a[k]["completion"] == b[k]["completion"] for k in a),
-            "mean_logprobs_bitwise_equal": sum(a[k]["mean_logprob"] == b[k]["mean_logprob"] for k in a),
-            "differ": differ}
+    same_text = {k for k in a if a[k].completion == b[k].completion}
+    same_logprob = {k for k in a if a[k].mean_logprob == b[k].mean_logprob}
+    return {"problems": len(a), "completions_equal": len(same_text), "mean_logprobs_bitwise_equal": len(same_logprob),
+            "differ": [k for k in a if k not in same_text & same_logprob]}
 
 
 def rerun_stage(stage: str, work: Path) -> float:
