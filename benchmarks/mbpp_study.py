@@ -119,8 +119,9 @@ def plan(arm: str) -> list[tuple[str, dict]]:
             stages.append((f"eval.{arm}.lr{lr:g}.ep{epoch}.validation",
                            {"kind": "eval", "model": student, "adapter": f"{run}/ep{epoch}", "split": "validation"}))
     stages.append((f"select.{arm}", {"kind": "select", "arm": arm, "lrs": list(lrs_of(arm)), "epochs": EPOCHS}))
-    stages += [base_eval("test"), base_eval("humaneval")]
+    # MBPP-test (the study's goal) before HumanEval: a session that stops midway still has a pair.
     for split in ("test", "humaneval"):
+        stages.append(base_eval(split))
         stages.append((f"eval.{arm}.chosen.{split}", {"kind": "eval", "model": student, "adapter": f"select.{arm}",
                                                       "split": split}))
     return stages
