@@ -216,11 +216,11 @@ def read_bandwidth_gbs(gib: float = 1.0, repeats: int = 3) -> float:
 
 
 def set_threads(n: int) -> bool:
-    handle = blas._handle
-    if handle is None or not hasattr(handle, "openblas_set_num_threads"):
+    try:
+        blas.set_threads(n)
+        return True
+    except (RuntimeError, AttributeError):  # no OpenBLAS loaded, or another BLAS
         return False
-    handle.openblas_set_num_threads(n)
-    return True
 
 
 def batch1_decode(model, prompt, steps: int = 16) -> float:

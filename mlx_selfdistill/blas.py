@@ -19,7 +19,8 @@ the user's cache: its `$ORIGIN` run path then names that folder, where `libgfort
 Settings (environment, read once at import):
   MLX_SELFDISTILL_BLAS=0|off|no|false   leave MLX on its bundled BLAS
   MLX_SELFDISTILL_BLAS=/path/libblas.so load that library instead
-  OPENBLAS_NUM_THREADS                  BLAS threads (default: DEFAULT_THREADS = 1, below)
+  OPENBLAS_NUM_THREADS                  fixed BLAS threads (default: start at DEFAULT_THREADS,
+                                        then blas_governor follows the free cores)
 
 The sandbox workers never import this package (they run `worker.py` as a plain script),
 so candidates run without OpenBLAS or its threads.
@@ -38,10 +39,11 @@ from typing import Optional
 ENV = "MLX_SELFDISTILL_BLAS"
 OFF = ("0", "off", "no", "false", "none")
 THREAD_ENVS = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
-# One thread: measured by benchmarks/blas_threads.py (results/blas_threads.json) on 2 shared
-# cores, OpenBLAS on 2 threads beside MLX's own thread sampled 28x and trained 5.6x slower
-# than on 1 (its threads spin waiting for cores that MLX and other processes hold), while 1
-# thread is 4x (sampling) and 11x (training) the reference BLAS. OPENBLAS_NUM_THREADS overrides.
+# Start on one thread: measured by benchmarks/blas_threads.py (results/blas_threads.json) on 2
+# shared cores, OpenBLAS on 2 threads beside MLX's own thread sampled 28x and trained 5.6x
+# slower than on 1 (its threads spin waiting for cores that other processes hold), while 1
+# thread is 4x (sampling) and 11x (training) the reference BLAS. blas_governor raises it when
+# cores are free. OPENBLAS_NUM_THREADS fixes it.
 DEFAULT_THREADS: Optional[int] = 1
 
 
@@ -143,10 +145,21 @@ def open_library(lib: Path, via: str = "auto") -> tuple[object, str]:
     return ctypes.CDLL(str(_symlink_folder(lib, runtime)), mode=ctypes.RTLD_GLOBAL), "symlinks"
 
 
+def threads_chosen_by_user() -> Optional[str]:
+    """The environment setting that fixes the BLAS threads (OpenBLAS read it when it
+    loaded), or None."""
+    return next((f"{k}={os.environ[k]}" for k in THREAD_ENVS if os.environ.get(k)), None)
+
+
 def _threads_wanted() -> Optional[int]:
-    if any(os.environ.get(k) for k in THREAD_ENVS):
-        return None  # the user chose; OpenBLAS read it when it loaded
-    return DEFAULT_THREADS
+    return None if threads_chosen_by_user() else DEFAULT_THREADS
+
+
+def set_threads(n: int) -> None:
+    """Set the loaded OpenBLAS's threads; call only while MLX's stream is idle."""
+    if _handle is None:
+        raise RuntimeError("no OpenBLAS is loaded in this process")
+    _handle.openblas_set_num_threads(ctypes.c_int(n))
 
 
 def _configure(handle) -> tuple[Optional[int], Optional[str]]:

@@ -163,7 +163,16 @@ def blas_check(maps_path: str | Path = "/proc/self/maps", gflops: float | None =
         "gflops": gflops,
         "fix": blas_fix() if slow else None,
         "loader": loader,
+        "threads": blas_threads(),
     }
+
+
+def blas_threads() -> dict:
+    """How the BLAS threads are chosen: "auto" (blas_governor follows the free cores) or
+    "fixed" (by the user's environment, or no OpenBLAS to govern)."""
+    from . import blas, blas_governor
+
+    return {**blas_governor.summary(), "fixed_by": blas.threads_chosen_by_user()}
 
 
 def environment() -> dict:

@@ -39,6 +39,11 @@ def render(report: dict) -> None:
         if loader.get("status") == "loaded":
             threads = loader.get("threads")
             text += f"\n{loader.get('config') or 'loaded'}, {threads} thread{'' if threads == 1 else 's'}"
+            chosen = blas.get("threads") or {}
+            if chosen.get("mode") == "auto":
+                text += " at start, then as many as the cores other processes leave free"
+            elif chosen.get("fixed_by"):
+                text += f" (fixed by {chosen['fixed_by']})"
             text += " (libgfortran from the mlx[cpu] wheel)" if loader.get("via") == "symlinks" else ""
         elif loader.get("status") not in (None, "not-linux"):
             text += f"\nfast BLAS loader: {loader['status']} ({loader.get('detail')})"

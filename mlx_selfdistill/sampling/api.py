@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
+from .. import blas_governor
 from ..errors import UserError
 from ..jsonl import JsonlWriter
 from ..prompts import PromptStyle, get_style
@@ -149,7 +150,7 @@ def sample_problems(model, tokenizer, problems: Iterable[Problem], *, n: int = 1
     if stats is not None:
         stats.update(new=len(new), skipped=sum(1 for p in mine for i in range(n) if (p.id, i) in done),
                      generated_tokens=engine.generated_tokens, prompt_tokens=engine.prompt_tokens,
-                     header_cache=engine.headers.stats(),
+                     header_cache=engine.headers.stats(), blas_threads=blas_governor.summary(),
                      seconds=seconds, rank=rank, world_size=size, max_batch=max_batch,
                      tokens_per_sec=engine.generated_tokens / seconds if seconds > 0 else None)
 

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 import mlx.core as mx
 from mlx_lm.models.cache import make_prompt_cache
 
+from .. import blas_governor
 from ..errors import UserError
 from .prefix import HeaderCache
 from .samplers import SamplingParams, sample_tokens, step_uniforms
@@ -333,3 +334,4 @@ class SamplingEngine:
                     seqs[r] = None
                     batch.free(r)
             clock.lap("host")
+            blas_governor.tick()  # the step's tokens are on the host: MLX's stream is idle

@@ -23,7 +23,7 @@ import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_flatten, tree_map
 
-from .. import killpoints
+from .. import blas_governor, killpoints
 from ..errors import UserError
 from . import checkpoint as ckpt
 from .adapters import (adapter_config, checkpoint_layers, count_parameters, remove_stale_temp_files, save_adapter,
@@ -384,6 +384,7 @@ class _Run:
                     total_loss, total_n = total_loss + loss, total_n + n
                     acc = tree_map(mx.add, acc, g)
                 mx.eval(total_loss, total_n, acc)
+                blas_governor.tick()  # between micro-batches: MLX's stream is idle here
         acc = all_sum_tree(acc, group)
         sums = all_sum(mx.stack([total_loss, total_n, mx.array(float(real)), mx.array(float(positions))]), group)
         n_targets = max(float(sums[1].item()), 1.0)
