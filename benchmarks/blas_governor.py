@@ -7,7 +7,7 @@ loads): "1" and "2" set OPENBLAS_NUM_THREADS, "auto" sets nothing, so the govern
 
   engine   SamplingEngine on `--prompts` MBPP-validation prompts x n=2 at T=0.8 (rows filled
            across problems), EOS on: generated tokens / wall seconds, prefill included;
-  batch1   one prompt, greedy, one row: what `bench` and a chat user see.
+  batch1   one prompt, greedy, one row, prefill left out: what `bench` and a chat user see.
 
 The neighbour is a plain Python loop spinning on one core for the whole child run: any other
 job on the machine. Settings alternate within each condition, `--repeats` times; the JSON
@@ -53,7 +53,7 @@ blas_governor.tick()  # the governor's first mark
 engine = run_engine(model, tok, prompts, 2, max_tokens, hot, 2 * prompts_n)
 batch1 = run_engine(model, tok, prompts[:1], 1, max_tokens, greedy, 1)
 print(json.dumps({"engine_tok_s": engine["tokens_per_sec"], "engine_tokens": engine["generated_tokens"],
-                  "batch1_tok_s": batch1["tokens_per_sec"], "batch1_tokens": batch1["generated_tokens"],
+                  "batch1_tok_s": batch1["decode_tokens_per_sec"], "batch1_tokens": batch1["generated_tokens"],
                   "threads": blas_governor.summary()}))
 """
 
@@ -67,7 +67,11 @@ def measure(setting: str, neighbour: bool, args) -> dict:
         load_before = os.getloadavg()
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-c", CHILD, str(HERE), args.model, str(args.prompts),
-                               str(args.max_tokens), args.mbpp], env=env, capture_output=True, text=True)
+                               str(args.max_tokens), args.mbpp], env=env, capture_output=True, text=True,
+                              timeout=args.child_timeout)
+    except subprocess.TimeoutExpired:  # 2 fixed threads beside a neighbour can be that slow
+        return {"setting": setting, "neighbour": neighbour, "timed_out_after_s": args.child_timeout,
+                "engine_tok_s": None, "batch1_tok_s": None}
     finally:
         if spinner:
             spinner.kill()
@@ -84,15 +88,18 @@ def summarize(runs: list[dict]) -> dict:
     for cond in ("quiet", "neighbour"):
         rows = [r for r in runs if r["neighbour"] == (cond == "neighbour")]
         for setting in SETTINGS:
-            mine = [r for r in rows if r["setting"] == setting]
+            mine = [r for r in rows if r["setting"] == setting and r["engine_tok_s"] is not None]
+            timed_out = sum(1 for r in rows if r["setting"] == setting and r["engine_tok_s"] is None)
+            row = {"timed_out": timed_out}
             if mine:
-                table.setdefault(cond, {})[setting] = {
-                    "engine_tok_s": round(statistics.median(r["engine_tok_s"] for r in mine), 2),
-                    "batch1_tok_s": round(statistics.median(r["batch1_tok_s"] for r in mine), 2)}
-        base = table.get(cond, {})
-        for setting, row in base.items():
+                row.update(engine_tok_s=round(statistics.median(r["engine_tok_s"] for r in mine), 2),
+                           batch1_tok_s=round(statistics.median(r["batch1_tok_s"] for r in mine), 2))
+            table.setdefault(cond, {})[setting] = row
+        base = table.get(cond, {}).get("1", {})
+        for row in table.get(cond, {}).values():
             for key in ("engine_tok_s", "batch1_tok_s"):
-                row[f"{key}_vs_1_thread"] = round(row[key] / base["1"][key], 3) if "1" in base else None
+                if key in row and key in base:
+                    row[f"{key}_vs_1_thread"] = round(row[key] / base[key], 3)
     return table
 
 
@@ -102,6 +109,7 @@ def main():
     ap.add_argument("--prompts", type=int, default=16, help="MBPP-validation prompts for the engine run (x n=2)")
     ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--child-timeout", type=int, default=300, help="seconds before a setting's run is cut off")
     ap.add_argument("--mbpp", default=str(ROOT.parent / "shared" / "data" / "mbpp" / "mbpp.jsonl"))
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()

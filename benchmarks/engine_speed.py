@@ -44,6 +44,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import mlx_selfdistill  # noqa: F401  first: binds MLX to the fast BLAS (Linux) before mlx loads
 import mlx.core as mx
@@ -317,7 +318,7 @@ def batch1_figure(model, prompt, rounds: int = 2) -> dict:
     return out
 
 
-def bench_model(args, spec: str) -> list[dict]:
+def bench_model(args, spec: str) -> Iterator[tuple[str, dict]]:
     model, tokenizer = load_model(spec)
     mx.eval(model.parameters())
     name = Path(spec).name
