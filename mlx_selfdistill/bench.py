@@ -49,7 +49,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from . import metrics
+from . import blas_governor, metrics
 from .energy import EnergyMeter, EnergyReading, IdleBaseline, detect_meter, measure_idle, phase_energy
 from .decoding import EVAL
 from .errors import UserError
@@ -100,6 +100,7 @@ def measure_speed(model, prompt: Sequence[int], decode_tokens: int, *, prefill_s
         raise UserError("speed measurement needs a non-empty prompt")
     if decode_tokens < 1:
         raise UserError(f"decode tokens must be at least 1, got {decode_tokens}")
+    blas_governor.tick()  # here, not between steps: the decode below keeps MLX's stream busy
     cache = make_prompt_cache(model)
     tokens = mx.array(list(prompt), dtype=mx.int32)[None]
 
@@ -297,7 +298,7 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, teacher: str |
     from .execution import SandboxPool, verify_samples
     from .fingerprint import model_identity, problems_identity
     from .models import load_model, model_name, prompt_tokens
-    from .platform_info import environment
+    from .platform_info import blas_threads, environment
     from .problems import load_problems
     from .sampling import sample_problems
     from .training.fuse import fuse_in_memory
@@ -423,7 +424,7 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, teacher: str |
                    "idle_seconds": idle_seconds, "decode_tokens": decode_tokens, "speed_repeats": speed_repeats,
                    "raw_prompt": style == "raw", "prompt_style": style,
                    "speed_prompt_tokens": len(speed_prompt["base"])},
-        "environment": env,
+        "environment": {**env, "blas_threads": blas_threads()},  # what the threads did during the run
         "idle": idle.to_dict(),
         "schedule": executed,
         "models": models,

@@ -223,6 +223,7 @@ def _check_outputs(result, out, labels):
     for key in ("schema_version", "config", "environment", "idle", "schedule", "models", "definitions"):
         assert key in saved
     assert saved["environment"]["energy_meter"] == "none"
+    assert saved["environment"]["blas_threads"]["mode"] in ("auto", "fixed")  # how the numbers were made
     assert saved["idle"]["status"] == "unavailable"
     for label in labels:
         m = saved["models"][label]
