@@ -272,6 +272,7 @@ class SamplingEngine:
                         break
                     current = self._prefill(pending.popleft())
                     clock.lap("prefill")
+                    blas_governor.tick()  # the prefill is evaluated: MLX's stream is idle
                 req = current.request
                 live = [s for s in seqs if s is not None]
                 k = min(len(free), self._room(live, len(req.prompt), current.remaining))
