@@ -30,10 +30,19 @@ class SampleSettings:
     max_tokens: int = 256
     seed: int = 0
     raw_prompt: bool = False
+    # prompts/styles.py name the samples are drawn (and trained) with, e.g. evalplus; None: chat,
+    # or raw with raw_prompt.
+    prompt_style: Optional[str] = None
     # Memory caps of the sampler (also used for evaluation): rows decoded at once, and KV
     # tokens held across them. Lower them for a 7B model at long max_tokens on 16 GB.
     max_batch: int = 32
     max_kv_tokens: Optional[int] = None
+
+    def __post_init__(self):
+        if self.prompt_style is not None:
+            from .prompts import get_style
+
+            get_style(self.prompt_style, raw=self.raw_prompt)  # unknown or contradicting: fails on reading
 
 
 @dataclass

@@ -151,7 +151,7 @@ class Run:
             sample_problems(m, tok, problems, n=cfg.n, temperature=cfg.temperature, top_k=cfg.top_k,
                             top_p=cfg.top_p, min_p=cfg.min_p, max_tokens=cfg.max_tokens,
                             seed=cfg.seed + 1000 * r, round=r, out_path=path, raw_prompt=cfg.raw_prompt,
-                            max_batch=cfg.max_batch, max_kv_tokens=cfg.max_kv_tokens,
+                            prompt_style=cfg.prompt_style, max_batch=cfg.max_batch, max_kv_tokens=cfg.max_kv_tokens,
                             model_name=self.identity(model, adapter),
                             on_sample=(lambda s: callback({"advance": 1})) if callback else None)
             existing = read_records(path, Sample, missing_ok=True)
@@ -235,7 +235,7 @@ class Run:
                   seed=cfg.seed, ks=cfg.ks, workers=self.config.workers, timeout_s=self.config.timeout_s,
                   unsafe_no_isolation=self.config.unsafe_no_isolation,
                   progress=stage_callback(progress, "eval", label),
-                  prompt_style=cfg.prompt_style,
+                  prompt_style=cfg.prompt_style or self.config.sample.prompt_style,
                   sampling_kw={"raw_prompt": self.config.sample.raw_prompt and cfg.prompt_style is None,
                                "max_batch": self.config.sample.max_batch,
                                "max_kv_tokens": self.config.sample.max_kv_tokens})

@@ -9,6 +9,7 @@ given; then every stage the difference invalidates is removed, and nothing else:
 
     model (name or weights), an unknown field   the whole run directory
     teacher, problems, sample.*                 every round (samples onward); the base evaluation stays
+    sample.raw_prompt, sample.prompt_style      also every evaluation (its prompt follows the samples')
     timeout_s                                   verdicts onward, and every evaluation
     method, filter, train, restart_from_base    training onward (round 2 and later wholly: they sample
                                                 from round 1's student)
@@ -46,7 +47,8 @@ NO_EFFECT = {"name", "description", "workers", "evaluate_base", "unsafe_no_isola
 EFFECTS = {
     "model": {"all"}, "inputs.model": {"all"},
     "teacher": {"sample"}, "inputs.teacher": {"sample"}, "problems": {"sample"}, "inputs.problems": {"sample"},
-    "sample": {"sample"}, "sample.raw_prompt": {"sample", "eval"},  # raw_prompt also shapes the eval prompt
+    "sample": {"sample"},  # the sample stage's prompt also shapes the eval prompt (eval.prompt_style None)
+    "sample.raw_prompt": {"sample", "eval"}, "sample.prompt_style": {"sample", "eval"},
     "timeout_s": {"verify", "eval"},
     "method": {"train"}, "filter": {"train"}, "train": {"train"}, "restart_from_base": {"train"},
     "eval": {"eval"}, "inputs.eval_problems": {"eval"}, "inputs.val_problems": {"eval"},
