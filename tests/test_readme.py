@@ -45,6 +45,11 @@ REPLACE = [
                                         "--eval-problems toy:heldout:3"),
     ("--preset ssd-qwen3-4b-instruct", "--preset ssd-qwen3-4b-instruct --model tiny --problems toy:train:8 "
                                        "--eval-problems toy:heldout:3"),
+    # (and the tiny model answers only in its own chat wording, not EvalPlus's)
+    ("--preset teacher-qwen2.5-coder-0.5b", "--preset teacher-qwen2.5-coder-0.5b --model tiny --teacher tiny "
+                                            "--problems toy:train:8 --eval-problems toy:heldout:3 "
+                                            "--val-problems toy:heldout:3 --set sample.prompt_style=none "
+                                            "--set eval.prompt_style=none"),
     ('overrides={"name": "qwen-rft", "rounds": 1}',
      'overrides={"name": "qwen-rft", "rounds": 1, "model": "tiny", "problems": "toy:train:8", '
      '"sample": {"n": 2, "max_tokens": 48}, "eval": {"problems": "toy:heldout:3", "n": 1, "max_tokens": 48}}'),
