@@ -32,6 +32,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results" / "blas_governor.json"
+THREAD_ENVS = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")  # blas.THREAD_ENVS; this
+# parent stays free of MLX and OpenBLAS, so it does not import the package for them
 SETTINGS = {"1": {"OPENBLAS_NUM_THREADS": "1"}, "2": {"OPENBLAS_NUM_THREADS": "2"}, "auto": {}}
 
 CHILD = r"""
@@ -59,8 +61,7 @@ print(json.dumps({"engine_tok_s": engine["tokens_per_sec"], "engine_tokens": eng
 
 
 def measure(setting: str, neighbour: bool, args) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS",
-                                                             "OMP_NUM_THREADS")}
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_ENVS}
     env.update(SETTINGS[setting], PYTHONPATH=str(ROOT))
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if neighbour else None
     try:

@@ -164,8 +164,7 @@ def test_threads_changing_every_micro_batch_train_the_same_weights_bit_for_bit(t
 @pytest.mark.parametrize("env,mode,fixed_by", [({}, "auto", None),
                                                ({"OPENBLAS_NUM_THREADS": "2"}, "fixed", "OPENBLAS_NUM_THREADS=2")])
 def test_threads_follow_the_free_cores_unless_the_user_fixed_them(env, mode, fixed_by):
-    clean = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS",
-                                                             "OMP_NUM_THREADS")}
+    clean = {k: v for k, v in os.environ.items() if k not in blas.THREAD_ENVS}
     probe = ("import json, mlx_selfdistill\nfrom mlx_selfdistill.platform_info import blas_threads\n"
              "print(json.dumps(blas_threads()))")
     out = subprocess.run([sys.executable, "-c", probe], env={**clean, **env}, capture_output=True, text=True,
