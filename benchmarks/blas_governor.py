@@ -32,8 +32,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results" / "blas_governor.json"
-THREAD_ENVS = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")  # blas.THREAD_ENVS; this
-# parent stays free of MLX and OpenBLAS, so it does not import the package for them
+THREAD_ENVS = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")  # = blas.THREAD_ENVS: this
+# parent loads neither MLX nor OpenBLAS while its children measure, so it does not import the package yet
 SETTINGS = {"1": {"OPENBLAS_NUM_THREADS": "1"}, "2": {"OPENBLAS_NUM_THREADS": "2"}, "auto": {}}
 
 CHILD = r"""
