@@ -54,7 +54,7 @@ from mlx_lm import batch_generate
 from mlx_lm.models.cache import make_prompt_cache
 from mlx_lm.sample_utils import make_sampler
 
-from mlx_selfdistill import blas
+from mlx_selfdistill import blas, blas_gemv
 from mlx_selfdistill.jsonl import write_json_atomic
 from mlx_selfdistill.metrics import bytes_read_per_token
 from mlx_selfdistill.models import load_model, prompt_tokens
@@ -240,8 +240,9 @@ def batch1_decode(model, prompt, steps: int = 16) -> float:
 
 
 def gemv_gap(model, repeats: int = 5) -> dict:
-    """One row times a weight matrix: MLX's matmul (the decode step's path) against the
-    bound OpenBLAS's cblas_sgemv on the same float32 weights, in GB/s of weights read."""
+    """One row times a weight matrix, in GB/s of weights read: MLX's matmul as it runs now
+    (through blas_gemv's shim when active), the same on sgemm (`batch_invariant`, the path
+    before the shim), and the bound OpenBLAS's cblas_sgemv called directly on a copy."""
     import ctypes
 
     handle = blas._handle
@@ -259,17 +260,20 @@ def gemv_gap(model, repeats: int = 5) -> dict:
         n, k = w.shape
         x = mx.random.normal((1, k))
         wn, xn, y = np.array(w), np.array(x)[0], np.zeros(n, np.float32)
-        t_mlx, t_gemv = [], []
+        times: dict[str, list] = {"mlx_matmul_gbs": [], "mlx_matmul_sgemm_gbs": [], "openblas_sgemv_gbs": []}
         for _ in range(repeats):
             t0 = time.perf_counter()
             mx.eval(x @ w.T)
-            t_mlx.append(time.perf_counter() - t0)
+            times["mlx_matmul_gbs"].append(time.perf_counter() - t0)
+            with blas_gemv.batch_invariant():
+                t0 = time.perf_counter()
+                mx.eval(x @ w.T)
+                times["mlx_matmul_sgemm_gbs"].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             sgemv(101, 111, n, k, 1.0, wn.ctypes.data, k, xn.ctypes.data, 1, 0.0, y.ctypes.data, 1)
-            t_gemv.append(time.perf_counter() - t0)
+            times["openblas_sgemv_gbs"].append(time.perf_counter() - t0)
         gb = w.nbytes / 1e9
-        out[name] = {"shape": [n, k], "mlx_matmul_gbs": round(gb / statistics.median(t_mlx), 2),
-                     "openblas_sgemv_gbs": round(gb / statistics.median(t_gemv), 2)}
+        out[name] = {"shape": [n, k], **{key: round(gb / statistics.median(t), 2) for key, t in times.items()}}
     return out
 
 
@@ -296,25 +300,30 @@ def threads_ab(model, prompt, rounds: int = 2) -> dict:
 
 
 def batch1_figure(model, prompt, rounds: int = 2) -> dict:
+    """Batch-1 greedy decode on 1 and 2 BLAS threads, through the one-row shim and on sgemm
+    (its `batch_invariant` path: what decode ran on before it), against read bandwidth."""
     wbytes = bytes_read_per_token(model)
-    rates: dict[str, list] = {}
+    rates: dict[tuple[str, str], list] = {}
     bandwidth = []
     threads_ok = True
     for _ in range(rounds):
         bandwidth.append(read_bandwidth_gbs())
         for threads in (1, 2):
             threads_ok = set_threads(threads) and threads_ok
-            rates.setdefault(f"{threads}", []).append(batch1_decode(model, prompt))
+            rates.setdefault((f"{threads}", "tok_s"), []).append(batch1_decode(model, prompt))
+            with blas_gemv.batch_invariant():
+                rates.setdefault((f"{threads}", "sgemm_tok_s"), []).append(batch1_decode(model, prompt))
     set_threads(blas.state().threads or 1)
     gap = gemv_gap(model)
     bw = max(bandwidth)
     ceiling = bw * 1e9 / wbytes
     out = {"read_bytes_per_token": wbytes, "read_bandwidth_gbs": bandwidth, "ceiling_tok_s": round(ceiling, 2),
-           "threads_settable": threads_ok, "by_blas_threads": {}, "one_row_matmul": gap}
-    for threads, r in rates.items():
-        best = max(r)
-        out["by_blas_threads"][threads] = {"tok_s": [round(x, 2) for x in r],
-                                           "fraction_of_ceiling": round(best / ceiling, 3)}
+           "threads_settable": threads_ok, "one_row_gemv": blas_gemv.state()["status"],
+           "by_blas_threads": {}, "one_row_matmul": gap}
+    for (threads, path), r in rates.items():
+        entry = out["by_blas_threads"].setdefault(threads, {})
+        entry[path] = [round(x, 2) for x in r]
+        entry[path.replace("tok_s", "fraction_of_ceiling")] = round(max(r) / ceiling, 3)
     return out
 
 

@@ -19,6 +19,7 @@ the user's cache: its `$ORIGIN` run path then names that folder, where `libgfort
 Settings (environment, read once at import):
   MLX_SELFDISTILL_BLAS=0|off|no|false   leave MLX on its bundled BLAS
   MLX_SELFDISTILL_BLAS=/path/libblas.so load that library instead
+  MLX_SELFDISTILL_GEMV=0|off|no|false   no one-row shim (blas_gemv.py): every product to sgemm
   OPENBLAS_NUM_THREADS                  fixed BLAS threads (default: start at DEFAULT_THREADS,
                                         then blas_governor follows the free cores)
 
@@ -35,6 +36,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
+
+from . import blas_gemv
 
 ENV = "MLX_SELFDISTILL_BLAS"
 OFF = ("0", "off", "no", "false", "none")
@@ -194,11 +197,14 @@ def load() -> BlasState:
         if lib is None:
             _state = BlasState("unavailable", detail="ngsolve-openblas is not installed")
         else:
+            blas_gemv.preload(_cache_dirs())  # first in the global scope: libmlx binds its sgemm
             try:
                 _handle, via = open_library(lib)
                 threads, config = _configure(_handle)
                 _state = BlasState("loaded", path=str(lib), via=via, threads=threads, config=config)
+                blas_gemv.bind(_handle)
             except OSError as exc:
+                blas_gemv.unload()
                 _state = BlasState("failed", path=str(lib), detail=str(exc))
     return _state
 
@@ -240,4 +246,7 @@ def bound_library(symbol: str = "cblas_sgemm") -> Optional[str]:
     info = _DlInfo()
     if not process.dladdr(address, ctypes.byref(info)) or not info.dli_fname:
         return None
-    return os.path.realpath(info.dli_fname.decode())
+    found = os.path.realpath(info.dli_fname.decode())
+    if found == blas_gemv.library_path() and _state is not None and _state.path:
+        return os.path.realpath(_state.path)  # the shim hands every product to this library
+    return found

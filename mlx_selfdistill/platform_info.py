@@ -136,7 +136,7 @@ def blas_check(maps_path: str | Path = "/proc/self/maps", gflops: float | None =
     that MLX's matmul uses it). For this process (the default maps) the library is the one
     whose `cblas_sgemm` libmlx resolved, when blas.py loaded it.
     """
-    from . import blas
+    from . import blas, blas_gemv
 
     if gflops is None:
         gflops = matmul_gflops()
@@ -164,6 +164,7 @@ def blas_check(maps_path: str | Path = "/proc/self/maps", gflops: float | None =
         "fix": blas_fix() if slow else None,
         "loader": loader,
         "threads": blas_threads(),
+        "one_row_gemv": blas_gemv.state(),
     }
 
 
@@ -193,6 +194,9 @@ def environment() -> dict:
     info.update(mlx_backend())
     if info.get("backend") == "CPU" and sys.platform.startswith("linux"):
         info["cpu_blas"] = cpu_blas()
+        from . import blas_gemv
+
+        info["one_row_gemv"] = blas_gemv.state()["status"]  # batch-1 decode's speed depends on it
     return info
 
 

@@ -45,6 +45,10 @@ def render(report: dict) -> None:
             elif chosen.get("fixed_by"):
                 text += f" (fixed by {chosen['fixed_by']})"
             text += " (libgfortran from the mlx[cpu] wheel)" if loader.get("via") == "symlinks" else ""
+            gemv = blas.get("one_row_gemv") or {}
+            text += ("\none-row products (batch-1 decode) go to sgemv" if gemv.get("status") == "active"
+                     else f"\none-row products stay on sgemm (batch-1 decode about 2x slower): {gemv.get('status')}"
+                          + (f", {gemv['detail']}" if gemv.get("detail") else ""))
         elif loader.get("status") not in (None, "not-linux"):
             text += f"\nfast BLAS loader: {loader['status']} ({loader.get('detail')})"
         if not ok:

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 import mlx.core as mx
 from mlx_lm.models.cache import make_prompt_cache
 
-from .. import blas_governor
+from .. import blas_gemv, blas_governor
 from ..errors import UserError
 from .prefix import HeaderCache
 from .samplers import SamplingParams, sample_tokens, step_uniforms
@@ -254,6 +254,13 @@ class SamplingEngine:
     def run(self, requests: Iterable[Request], on_tokens: Optional[Callable[[int], None]] = None
             ) -> Iterator[Finished]:
         """Yield every requested sample as it finishes (in completion order)."""
+        # A sample must not depend on which rows share its batch (resume, --max-batch): no
+        # one-row products through gemv while the engine runs, however few rows are left.
+        with blas_gemv.batch_invariant():
+            yield from self._run(requests, on_tokens)
+
+    def _run(self, requests: Iterable[Request], on_tokens: Optional[Callable[[int], None]]
+             ) -> Iterator[Finished]:
         pending = deque(r for r in requests if r.sample_indices)
         slots = self._slots(pending)
         batch: Optional[SlotBatch] = None  # made at the first admission: it needs a prompt cache
