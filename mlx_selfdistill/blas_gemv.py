@@ -60,10 +60,12 @@ def _private_folder(root: Path) -> Optional[Path]:
     folder = root / "gemv"
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        st = folder.stat()
+        # its parent too: whoever may write there could swap the folder for another
+        checked = [folder.lstat(), root.lstat()]
     except OSError:
         return None
-    if st.st_uid != os.getuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+    if any(st.st_uid != os.getuid() or not stat.S_ISDIR(st.st_mode) or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+           for st in checked):
         return None
     return folder
 

@@ -120,7 +120,13 @@ def test_private_folder_refuses_one_others_can_write(tmp_path):
     shared.chmod(0o777)
     assert blas_gemv._private_folder(tmp_path) is None
     shared.chmod(0o700)
+    tmp_path.chmod(0o700)
     assert blas_gemv._private_folder(tmp_path) == shared
+    tmp_path.chmod(0o777)  # a parent others may write: they could swap the folder
+    assert blas_gemv._private_folder(tmp_path) is None
+    tmp_path.chmod(0o700)
+    (tmp_path / "link").symlink_to(shared)
+    assert blas_gemv._private_folder(tmp_path / "link") is None  # gemv's parent is a link
 
 
 PROBE = """
