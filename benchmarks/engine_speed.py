@@ -446,7 +446,8 @@ def main():
     result.setdefault("batch1", [])
     result.update(environment=environment(), blas=blas.state().to_dict(), mlx=mx.__version__)
     result.setdefault("invocations", []).append({"argv": " ".join(os.sys.argv[1:]), "loadavg_before": os.getloadavg(),
-                                                 "study_paused": os.environ.get("STUDY_PAUSED") == "1"})
+                                                 "study_paused": os.environ.get("STUDY_PAUSED") == "1",
+                                                 "threads_fixed_by": blas.threads_chosen_by_user()})
     for spec in args.model:
         for key, record in bench_model(args, spec):
             if key in ("runs", "batch1"):
