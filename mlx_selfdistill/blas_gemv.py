@@ -2,7 +2,7 @@
 
 MLX's CPU matmul always calls `cblas_sgemm`. At batch 1 every layer's product has one row,
 and OpenBLAS's x86-64 sgemm runs that shape at 6-11 GB/s of weights where its own `sgemv`
-reads them at 15-35 (benchmarks/one_row_gemm.py); OpenBLAS forwards gemm to gemv only in
+reads them at 15-35 (`one_row_matmul` in benchmarks/results/engine_speed.json); OpenBLAS forwards gemm to gemv only in
 builds for other CPUs. Batch-1 decode reads every weight once per token, so this is most of
 what a user chatting with the model waits for.
 
@@ -55,17 +55,19 @@ def compiler() -> Optional[list[str]]:
 
 
 def _private_folder(root: Path) -> Optional[Path]:
-    """`root`/gemv, made if needed, only if this user owns it and nobody else may write it:
-    a library loaded from a folder others can write would run their code."""
+    """`root`/gemv, made if needed: a library is loaded from it, so it and its parent (whoever
+    may write there could swap the folder) must be real folders of this user that nobody else
+    may write. Ours but open to others (a 002 umask): closed here. Another's: None."""
     folder = root / "gemv"
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # its parent too: whoever may write there could swap the folder for another
-        checked = [folder.lstat(), root.lstat()]
+        for path in (root, folder):
+            st = path.lstat()
+            if st.st_uid != os.getuid() or not stat.S_ISDIR(st.st_mode):
+                return None
+            if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                os.chmod(path, stat.S_IMODE(st.st_mode) & ~(stat.S_IWGRP | stat.S_IWOTH))
     except OSError:
-        return None
-    if any(st.st_uid != os.getuid() or not stat.S_ISDIR(st.st_mode) or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-           for st in checked):
         return None
     return folder
 

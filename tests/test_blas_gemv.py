@@ -114,19 +114,18 @@ def test_the_engine_never_forwards_and_bench_decode_does(tiny):
     assert blas_gemv.forwarded() > before
 
 
-def test_private_folder_refuses_one_others_can_write(tmp_path):
-    shared = tmp_path / "gemv"
-    shared.mkdir()
-    shared.chmod(0o777)
-    assert blas_gemv._private_folder(tmp_path) is None
-    shared.chmod(0o700)
-    tmp_path.chmod(0o700)
-    assert blas_gemv._private_folder(tmp_path) == shared
-    tmp_path.chmod(0o777)  # a parent others may write: they could swap the folder
-    assert blas_gemv._private_folder(tmp_path) is None
-    tmp_path.chmod(0o700)
-    (tmp_path / "link").symlink_to(shared)
-    assert blas_gemv._private_folder(tmp_path / "link") is None  # gemv's parent is a link
+def test_private_folder_closes_ours_and_refuses_others(tmp_path):
+    root = tmp_path / "blas"
+    (root / "gemv").mkdir(parents=True)
+    for path in (root, root / "gemv"):
+        path.chmod(0o777)  # ours, made under a 002 umask or opened since: closed to others
+    assert blas_gemv._private_folder(root) == root / "gemv"
+    assert all(not p.stat().st_mode & 0o022 for p in (root, root / "gemv"))
+    (tmp_path / "link").symlink_to(root)
+    assert blas_gemv._private_folder(tmp_path / "link") is None  # the parent is a link
+    if os.getuid() == 0:  # another user's folder (only root can make one here)
+        os.chown(root / "gemv", 65534, 65534)
+        assert blas_gemv._private_folder(root) is None
 
 
 PROBE = """
