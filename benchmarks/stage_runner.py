@@ -47,6 +47,7 @@ class StageRecord:
     def __init__(self, work: Path):
         self.path = Path(work) / "stages.json"
         self.data = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.touched: set[str] = set()  # the entries this process wrote: save() merges only these
 
     def done(self, name: str) -> bool:
         return bool(self.data.get(name, {}).get("done"))
@@ -58,8 +59,17 @@ class StageRecord:
         return entry["result"]
 
     def save(self) -> None:
+        """Write this process's entries into the file as it is now, under a lock: two runners
+        (say, two arms at once, each on the cores the other leaves) never drop each other's."""
+        import fcntl
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.path, self.data)
+        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = json.loads(self.path.read_text()) if self.path.exists() else {}
+            current.update({name: self.data[name] for name in self.touched})
+            self.data = current
+            write_json_atomic(self.path, current)
 
 
 def run_stages(script: str, work: Path, stages: list[tuple[str, dict]], child_args: list[str]) -> StageRecord:
@@ -92,6 +102,7 @@ def run_stages(script: str, work: Path, stages: list[tuple[str, dict]], child_ar
         entry["peak_rss_mb"] = max(entry["peak_rss_mb"], round(usage.ru_maxrss / 1024, 1))
         entry["attempts"] += 1
         record.data[name] = entry
+        record.touched.add(name)
         if stopped:
             record.save()
             raise SystemExit(f"stage {name} stopped ({stopped}) after {entry['seconds']:.0f}s in all; "
