@@ -307,28 +307,34 @@ def epoch_curve(result: dict, epochs: int) -> list[dict]:
 
 
 def select_stage(spec: dict, args) -> dict:
-    """The (rate, epochs) with the most validation passes; ties: fewer epochs, then the smaller rate."""
-    from mlx_selfdistill.gate import GateSettings, threshold
-    from mlx_selfdistill.metrics import sign_test_p
+    """The (rate, epochs) with the most validation passes; ties: fewer epochs, then the smaller
+    rate. Beside it, what the validation gate (mlx_selfdistill/gate.py) would decide for a user's
+    run that tried the same adapters: gate.keep on the same per-problem results."""
+    from mlx_selfdistill.gate import Candidate, GateSettings, keep
 
     record = StageRecord(Path(args.work))
     arm = spec["arm"]
     student = ARMS[arm][0]
-    base = record.result(f"eval.{student}.base.validation")["passed"]
-    scores = {(lr, e): record.result(f"eval.{arm}.lr{lr:g}.ep{e}.validation")["passed"]
-              for lr in spec["lrs"] for e in range(1, spec["epochs"] + 1)}
-    lr, epochs = max(scores, key=lambda k: (scores[k], -k[1], -k[0]))
-    # What the validation gate (mlx_selfdistill/gate.py) would decide for a user's run: the chosen
-    # setting against the base on the same problems, a one-sided sign test at its default alpha / settings tried.
-    base_ids = set(record.result(f"eval.{student}.base.validation")["passed_ids"])
-    chosen_ids = set(record.result(f"eval.{arm}.lr{lr:g}.ep{epochs}.validation")["passed_ids"])
-    up, down = len(chosen_ids - base_ids), len(base_ids - chosen_ids)
-    p = sign_test_p(up, down)
-    return {"run": f"train.{arm}.lr{lr:g}", "lr": lr, "epochs": epochs, "validation_passed": scores[(lr, epochs)],
-            "validation_base_passed": base, "beats_base_on_validation": scores[(lr, epochs)] > base,
-            "validation_flips": [up, down], "validation_sign_test_p": p,
-            "gate_would_keep": scores[(lr, epochs)] > base and p <= threshold(GateSettings().alpha, len(scores)),
-            "grid": [{"lr": k[0], "epochs": k[1], "validation_passed": v} for k, v in scores.items()]}
+    base_result = record.result(f"eval.{student}.base.validation")
+    results = {(lr, e): record.result(f"eval.{arm}.lr{lr:g}.ep{e}.validation")
+               for e in range(1, spec["epochs"] + 1) for lr in sorted(spec["lrs"])}  # the tie order
+    ids = set(base_result["passed_ids"]).union(*(r["passed_ids"] for r in results.values()))
+
+    def candidate(label: str, result: dict, epochs: int = 0) -> Candidate:
+        passed = set(result["passed_ids"])
+        return Candidate(label, result["passed"], epochs, None, {pid: float(pid in passed) for pid in ids})
+
+    base = candidate("base", base_result)
+    grid = {key: candidate(f"lr={key[0]:g}, {key[1]} epochs", r, key[1]) for key, r in results.items()}
+    decision = keep(base, list(grid.values()), GateSettings().alpha)
+    lr, epochs = max(results, key=lambda k: (results[k]["passed"], -k[1], -k[0]))
+    ev = decision.evidence
+    return {"run": f"train.{arm}.lr{lr:g}", "lr": lr, "epochs": epochs,
+            "validation_passed": results[(lr, epochs)]["passed"], "validation_base_passed": base_result["passed"],
+            "beats_base_on_validation": results[(lr, epochs)]["passed"] > base_result["passed"],
+            "validation_flips": [ev["flips_up"], ev["flips_down"]], "validation_sign_test_p": ev["sign_test_p"],
+            "gate_would_keep": decision.kept is not None, "gate_says": decision.message,
+            "grid": [{"lr": k[0], "epochs": k[1], "validation_passed": r["passed"]} for k, r in sorted(results.items())]}
 
 
 def _count(items) -> dict:
