@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import platform
 import shutil
 import stat
 import subprocess
@@ -78,7 +79,8 @@ def build(cache_roots: list[Path]) -> Path:
     if cc is None:
         raise FileNotFoundError("no C compiler (set CC, or install cc, gcc or clang)")
     text = source_text()
-    key = hashlib.sha256("\0".join([text, *cc]).encode()).hexdigest()[:16]
+    # a home shared between machines may hold another CPU's build: the key names the machine
+    key = hashlib.sha256("\0".join([text, platform.machine(), *cc]).encode()).hexdigest()[:16]
     folder = next((f for f in map(_private_folder, cache_roots) if f is not None), None)
     if folder is None:
         raise OSError(f"no private folder for the compiled shim (tried {', '.join(map(str, cache_roots))})")
