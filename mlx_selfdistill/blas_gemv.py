@@ -99,6 +99,9 @@ def build(cache_roots: list[Path]) -> Path:
             said = (proc.stderr or proc.stdout).strip().splitlines()
             raise OSError(f"{cc[0]} failed: {said[-1] if said else f'exit status {proc.returncode}'}")
         os.replace(tmp, lib)  # atomic: another process may be loading it
+        for old in folder.glob("one_row_gemm-*.so"):  # earlier sources' builds (mapped copies live on)
+            if old != lib:
+                old.unlink(missing_ok=True)
     finally:
         for f in (src, tmp):
             if f.exists():

@@ -151,9 +151,15 @@ def _probe(tmp_path, **env) -> dict:
                                         ({"CC": "false"}, "failed"),
                                         ({}, "active")])
 def test_without_the_shim_mlx_still_binds_openblas(tmp_path, env, status):
+    stale = tmp_path / "mlx-selfdistill" / "blas" / "gemv" / "one_row_gemm-0000000000000000.so"
+    stale.parent.mkdir(parents=True, mode=0o700)
+    stale.write_bytes(b"an earlier source's build")
     res = _probe(tmp_path, **env)
     assert res["gemv"]["status"] == status, res
     # doctor's library is OpenBLAS either way: the shim hands it every product
     assert res["bound"] == os.path.realpath(res["blas"]) and res["err"] < 1e-3
     built = list((tmp_path / "mlx-selfdistill" / "blas" / "gemv").glob("one_row_gemm-*.so"))
-    assert bool(built) == (status == "active")
+    if status == "active":
+        assert len(built) == 1 and built[0] != stale  # built, and the earlier build removed
+    else:
+        assert built == [stale]
