@@ -143,6 +143,33 @@ def engine_requests(tokenizer, prompts, n, params, share: bool = True) -> list[R
                     shared=shared_length(p, header)) for j, p in enumerate(prompts)]
 
 
+def sampler_ab(model, prompt, params: SamplingParams, rows: int = 32, rounds: int = 5) -> dict:
+    """One sampler call on `rows` rows of real logits (the prompt's last positions), its numpy
+    passes on 1 thread and split over 2, alternated; the same bits either way (checked here)."""
+    from mlx_selfdistill import blas_governor
+    from mlx_selfdistill.sampling import sample_tokens
+
+    logits = model(mx.array(prompt)[None])[0, -rows:, :].astype(mx.float32)
+    u = mx.random.uniform(shape=(rows,), key=mx.random.key(0))
+    mx.eval(logits, u)
+    real = blas_governor.threads_now
+    times: dict[str, list] = {"1": [], "2": []}
+    outs = {}
+    try:
+        for _ in range(rounds):
+            for threads in times:
+                blas_governor.threads_now = lambda t=int(threads): t  # the A/B's setting, not the governor's
+                t0 = time.perf_counter()
+                outs[threads] = [np.array(x) for x in sample_tokens(logits, params, u)]
+                times[threads].append(time.perf_counter() - t0)
+    finally:
+        blas_governor.threads_now = real
+    same = all(np.array_equal(a, b) for a, b in zip(outs["1"], outs["2"]))
+    return {"rows": rows, "sampling": {"temperature": params.temperature, "top_p": params.top_p},
+            "ms_by_threads": {t: round(1000 * statistics.median(v), 1) for t, v in times.items()},
+            "same_bits": same}
+
+
 def prefill_ab(model, tokenizer, prompts, rounds: int = 3) -> dict:
     """Every prompt's prefill with the header shared and without, alternated per round: the
     seconds of each (median over rounds), and whether the first-token logits are equal."""
@@ -352,6 +379,11 @@ def bench_model(args, spec: str) -> Iterator[tuple[str, dict]]:
         ab = {"model": name, **threads_ab(model, anchor_prompt)}
         print(f"  {json.dumps(ab)}", flush=True)
         yield "threads", ab
+    if "sampler" in args.cases:
+        print(f"[{name}] the sampler's numpy passes on 1 and 2 threads ...", flush=True)
+        ab = {"model": name, **sampler_ab(model, anchor_prompt, hot)}
+        print(f"  {json.dumps(ab)}", flush=True)
+        yield "sampler", ab
     if "prefill" in args.cases:
         print(f"[{name}] prefill of {args.greedy_problems} prompts, header shared vs whole ...", flush=True)
         pre = {"model": name, **prefill_ab(model, tokenizer, prompts[:args.greedy_problems])}
@@ -424,7 +456,7 @@ def main():
     ap.add_argument("--mbpp", default=str(MBPP))
     ap.add_argument("--cases", default="sampled,greedy,batch1",
                     help="which parts: ab (the engine's decode step vs the bare forward, alternated), threads "
-                         "(1 vs 2 BLAS threads, alternated), prefill "
+                         "(1 vs 2 BLAS threads, alternated), sampler (its numpy passes on 1 vs 2 threads), prefill "
                          "(the greedy problems' prefill with the style header shared vs whole, alternated), "
                          "sampled (n samples per prompt at each --rows), greedy (n=1 across "
                          "problems at the largest --rows), batch1 (one-row decode vs bandwidth)")

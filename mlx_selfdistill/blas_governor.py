@@ -127,6 +127,15 @@ def governor() -> Optional[Governor]:
     return _governor
 
 
+def threads_now() -> int:
+    """The cores this process may compute on now: the governor's count, or the fixed BLAS
+    threads (1 without OpenBLAS). Host-side numpy passes split their rows over as many."""
+    g = _governor if _decided else governor()
+    if g is not None:
+        return g.threads
+    return blas.state().threads or 1
+
+
 def tick() -> None:
     """Call between compute steps (MLX's stream idle); a no-op where threads are fixed."""
     g = _governor if _decided else governor()

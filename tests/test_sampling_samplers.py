@@ -128,3 +128,29 @@ def test_blocked_top_k_finds_the_values_of_a_full_partition(k):
         assert all(len(set(row)) == k for row in cols.tolist())
         got = np.sort(np.take_along_axis(logits, cols, -1), -1)
         np.testing.assert_array_equal(got, np.sort(logits, -1)[:, -k:])
+
+
+@pytest.mark.parametrize("vocab", [5000, 70_000])
+@pytest.mark.parametrize("params", [SamplingParams(temperature=0.8, top_p=0.95), SamplingParams(temperature=1.6, top_k=20, top_p=0.8),
+                                    SamplingParams(temperature=1.0), SamplingParams(temperature=0.7, min_p=0.05)],
+                         ids=["top_p", "top_k", "untruncated", "min_p"])
+def test_rows_split_over_threads_give_the_same_bits(monkeypatch, vocab, params):
+    """The numpy passes split a batch's rows over the free cores: every row's token and both
+    log-probabilities must be the bits one thread gives."""
+    from mlx_selfdistill import blas_governor
+    from mlx_selfdistill.sampling import samplers
+
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((32, vocab)).astype(np.float32)
+    logits[np.arange(32), rng.integers(0, vocab, 32)] += 12  # peaked, as a model's are: top-p's fast path
+    logits = mx.array(logits)
+    u = mx.array(rng.random(32).astype(np.float32))
+    outs, calls = [], []
+    real = samplers._by_rows
+    monkeypatch.setattr(samplers, "_by_rows", lambda fn, a: calls.append(len(a)) or real(fn, a))
+    for threads in (1, 2, 3):
+        monkeypatch.setattr(blas_governor, "threads_now", lambda t=threads: t)
+        outs.append([np.array(x) for x in sample_tokens(logits, params, u)])
+    assert calls, "no pass went through the row split"
+    for other in outs[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(outs[0], other))

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import Callable, Optional
 
 import mlx.core as mx
 import numpy as np
 
+from .. import blas_governor
 from ..errors import UserError
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -92,20 +95,43 @@ def _on_cpu() -> bool:
     return mx.default_device() == mx.cpu
 
 
+# These passes are numpy's, one thread each. Where the machine's cores are free (as many as
+# blas_governor gives the BLAS; 2 here) the rows are split among that many threads (numpy lets
+# go of the GIL). Every pass works row by row, so a row's bits do not depend on the split.
+MIN_ROWS_PER_THREAD = 4
+_pool: Optional[ThreadPoolExecutor] = None
+_pool_size = 0
+
+
+def _by_rows(fn: Callable[[np.ndarray], tuple], a: np.ndarray) -> tuple:
+    """fn(a), computed on row blocks of `a` in parallel; fn returns a tuple of row-wise arrays."""
+    global _pool, _pool_size
+    threads = min(blas_governor.threads_now(), len(a) // MIN_ROWS_PER_THREAD)
+    if threads <= 1:
+        return fn(a)
+    if threads > _pool_size:
+        _pool, _pool_size = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sampler"), threads
+    parts = list(_pool.map(fn, np.array_split(a, threads)))
+    return tuple(np.concatenate(block, axis=0) for block in zip(*parts))
+
+
 def log_normalizers(logits: mx.array, temperatures) -> list:
     """logsumexp(logits / t) over the last axis of (B, V), keepdims, for each t; on the CPU
     the row maxima and the shifted logits are computed once for all of them."""
     if not _on_cpu():
         return [mx.logsumexp(logits / t if t != 1 else logits, axis=-1, keepdims=True) for t in temperatures]
-    a = np.asarray(logits, dtype=np.float32)
-    m = a.max(axis=-1, keepdims=True)
-    z = a - m
-    e = np.empty_like(z)
-    out = []
-    for t in temperatures:
-        np.exp(z if t == 1 else np.multiply(z, np.float32(1 / t), out=e), out=e)
-        out.append(mx.array(m / np.float32(t) + np.log(e.sum(axis=-1, keepdims=True))))
-    return out
+
+    def rows(a: np.ndarray) -> tuple:
+        m = a.max(axis=-1, keepdims=True)
+        z = a - m
+        e = np.empty_like(z)
+        out = []
+        for t in temperatures:
+            np.exp(z if t == 1 else np.multiply(z, np.float32(1 / t), out=e), out=e)
+            out.append(m / np.float32(t) + np.log(e.sum(axis=-1, keepdims=True)))
+        return tuple(out)
+
+    return [mx.array(z) for z in _by_rows(rows, np.asarray(logits, dtype=np.float32))]
 
 
 def log_normalizer(logits: mx.array, temperature: float = 1.0) -> mx.array:
@@ -117,9 +143,13 @@ def _softmax(logits: mx.array, temperature: float) -> mx.array:
     """softmax(logits / temperature) over the last axis."""
     if not _on_cpu():
         return mx.softmax(logits / temperature, axis=-1)
-    a = np.asarray(logits, dtype=np.float32) / np.float32(temperature)
-    e = np.exp(a - a.max(axis=-1, keepdims=True))
-    return mx.array(e / e.sum(axis=-1, keepdims=True))
+
+    def rows(a: np.ndarray) -> tuple:
+        a = a / np.float32(temperature)
+        e = np.exp(a - a.max(axis=-1, keepdims=True))
+        return (e / e.sum(axis=-1, keepdims=True),)
+
+    return mx.array(_by_rows(rows, np.asarray(logits, dtype=np.float32))[0])
 
 
 # Top-k and the top-p candidates need the k largest of 152k values per row; a partition of
@@ -170,12 +200,14 @@ NUCLEUS_CANDIDATES = 256
 def _sorted_top(logits: mx.array, k: int, temperature: float):
     """(ids, tempered values) of each row's k largest logits, in descending order."""
     if _on_cpu():
-        a = np.asarray(logits, dtype=np.float32)
-        part = _top_columns(a, k)
-        vals = np.take_along_axis(a, part, axis=-1)
-        order = np.argsort(-vals, axis=-1, kind="stable")
-        ids, vals = mx.array(np.take_along_axis(part, order, axis=-1)), mx.array(np.take_along_axis(vals, order, -1))
-        return ids, vals / temperature
+        def rows(a: np.ndarray) -> tuple:
+            part = _top_columns(a, k)
+            vals = np.take_along_axis(a, part, axis=-1)
+            order = np.argsort(-vals, axis=-1, kind="stable")
+            return np.take_along_axis(part, order, axis=-1), np.take_along_axis(vals, order, -1)
+
+        ids, vals = _by_rows(rows, np.asarray(logits, dtype=np.float32))
+        return mx.array(ids), mx.array(vals) / temperature
     part = _top_columns(logits, k)
     vals = _take(logits, part)
     order = mx.argsort(-vals, axis=-1)
