@@ -131,7 +131,7 @@ def log_normalizers(logits: mx.array, temperatures) -> list:
             out.append(m / np.float32(t) + np.log(e.sum(axis=-1, keepdims=True)))
         return tuple(out)
 
-    return [mx.array(z) for z in _by_rows(rows, np.asarray(logits, dtype=np.float32))]
+    return [mx.array(part) for part in _by_rows(rows, np.asarray(logits, dtype=np.float32))]
 
 
 def log_normalizer(logits: mx.array, temperature: float = 1.0) -> mx.array:
