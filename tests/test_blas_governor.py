@@ -165,10 +165,11 @@ def test_threads_changing_every_micro_batch_train_the_same_weights_bit_for_bit(t
                                                ({"OPENBLAS_NUM_THREADS": "2"}, "fixed", "OPENBLAS_NUM_THREADS=2")])
 def test_threads_follow_the_free_cores_unless_the_user_fixed_them(env, mode, fixed_by):
     clean = {k: v for k, v in os.environ.items() if k not in blas.THREAD_ENVS}
-    probe = ("import json, mlx_selfdistill\nfrom mlx_selfdistill.platform_info import blas_threads\n"
-             "print(json.dumps(blas_threads()))")
+    probe = ("import json, mlx_selfdistill\nfrom mlx_selfdistill import blas_governor\n"
+             "from mlx_selfdistill.platform_info import blas_threads\n"
+             "print(json.dumps({**blas_threads(), 'now': blas_governor.threads_now()}))")
     out = subprocess.run([sys.executable, "-c", probe], env={**clean, **env}, capture_output=True, text=True,
                          check=True, cwd=ROOT)
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["mode"] == mode and report["fixed_by"] == fixed_by
-    assert report["threads"] == (1 if mode == "auto" else 2)
+    assert report["threads"] == report["now"] == (1 if mode == "auto" else 2)  # what the sampler's passes use
