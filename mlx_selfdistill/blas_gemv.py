@@ -1,10 +1,10 @@
 """One-row matrix products at the memory's speed: batch-1 decode on the CPU backend.
 
 MLX's CPU matmul always calls `cblas_sgemm`. At batch 1 every layer's product has one row,
-and OpenBLAS's x86-64 sgemm runs that shape at 6-11 GB/s of weights where its own `sgemv`
-reads them at 15-35 (`one_row_matmul` in benchmarks/results/engine_speed.json); OpenBLAS forwards gemm to gemv only in
-builds for other CPUs. Batch-1 decode reads every weight once per token, so this is most of
-what a user chatting with the model waits for.
+and OpenBLAS's x86-64 sgemm runs that shape at 7-14 GB/s of weights where its own `sgemv`
+reads them at 17-28 (`one_row_matmul` in benchmarks/results/engine_speed.json); OpenBLAS
+forwards gemm to gemv only in builds for other CPUs. Batch-1 decode reads every weight once
+per token, so this is most of what a user chatting with the model waits for.
 
 So blas.py loads a small shim (assets/one_row_gemm.c) into the global symbol scope *before*
 OpenBLAS: libmlx then binds its `cblas_sgemm`, which sends one-row and one-column row-major
