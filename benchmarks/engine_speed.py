@@ -54,12 +54,13 @@ from mlx_lm import batch_generate
 from mlx_lm.models.cache import make_prompt_cache
 from mlx_lm.sample_utils import make_sampler
 
-from mlx_selfdistill import blas, blas_gemv
+from mlx_selfdistill import blas, blas_gemv, blas_governor
 from mlx_selfdistill.jsonl import write_json_atomic
 from mlx_selfdistill.metrics import bytes_read_per_token
 from mlx_selfdistill.models import load_model, prompt_tokens
 from mlx_selfdistill.platform_info import environment
-from mlx_selfdistill.sampling import PhaseClock, Request, RunawayConfig, SamplingEngine, SamplingParams, sequence_seed
+from mlx_selfdistill.sampling import (PhaseClock, Request, RunawayConfig, SamplingEngine, SamplingParams,
+                                     sample_tokens, sequence_seed)
 from mlx_selfdistill.sampling.prefix import shared_length, style_header
 
 RESULTS = Path(__file__).resolve().parent / "results" / "engine_speed.json"
@@ -146,9 +147,6 @@ def engine_requests(tokenizer, prompts, n, params, share: bool = True) -> list[R
 def sampler_ab(model, prompt, params: SamplingParams, rows: int = 32, rounds: int = 5) -> dict:
     """One sampler call on `rows` rows of real logits (the prompt's last positions), its numpy
     passes on 1 thread and split over 2, alternated; the same bits either way (checked here)."""
-    from mlx_selfdistill import blas_governor
-    from mlx_selfdistill.sampling import sample_tokens
-
     logits = model(mx.array(prompt)[None])[0, -rows:, :].astype(mx.float32)
     u = mx.random.uniform(shape=(rows,), key=mx.random.key(0))
     mx.eval(logits, u)

@@ -51,7 +51,7 @@ def compiler() -> Optional[list[str]]:
     """The C compiler command: $CC, else the first of cc, gcc, clang on PATH."""
     if os.environ.get("CC"):
         return os.environ["CC"].split()
-    found = next((shutil.which(c) for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
+    found = next((path for path in map(shutil.which, ("cc", "gcc", "clang")) if path), None)
     return [found] if found else None
 
 
