@@ -11,8 +11,9 @@ engine, end to end, and a second cause the products alone do not show:
   same text and the same mean log-probability, bit for bit, as at the largest batch.
 * **attention window**: the slot batch (sampling/slots.py) attends over the columns the
   batch's rows span, masking a row's columns before its prompt; how many leading masked
-  columns a row has depends on the other rows. For 0..MAX_PAD leading masked columns, does
-  `mx.fast.scaled_dot_product_attention` give the unpadded output, bit for bit?
+  columns a row has depends on the other rows. For 1..MAX_PAD masked columns before (or
+  after) a row's keys, at several key counts, does `mx.fast.scaled_dot_product_attention`
+  give the unpadded output, bit for bit?
 
     python benchmarks/batch_invariance.py    # -> benchmarks/results/batch_invariance.json
 """
@@ -45,22 +46,27 @@ SAMPLING = SamplingParams(temperature=0.8, top_p=0.95, seed=0)
 SAMPLES_PER_PROBLEM = 2
 MAX_TOKENS = 96
 MAX_PAD = 16
+KEY_LENGTHS = (37, 150, 600, 3000)
 # (query heads, key/value heads, head dim) of the real models' attention
 ATTENTION = {"SmolLM2-135M": (9, 3, 64), "Qwen2.5-Coder-0.5B": (14, 2, 64)}
 
 
-def pads_that_differ(heads: int, kv_heads: int, dim: int, length: int = 150, seed: int = 0) -> list[int]:
-    """Leading masked-column counts in 1..MAX_PAD whose attention output differs from none."""
+def pads_that_differ(heads: int, kv_heads: int, dim: int, length: int, where: str, seed: int = 0) -> list[int]:
+    """Masked-column counts in 1..MAX_PAD, put before (`leading`) or after (`trailing`) a row's
+    `length` keys, whose attention output differs from the unpadded one."""
     rng = np.random.default_rng(seed)
     q = mx.array(rng.standard_normal((1, heads, 1, dim)).astype(np.float32))
     k, v = (mx.array(rng.standard_normal((1, kv_heads, length, dim)).astype(np.float32)) for _ in range(2))
 
     def attend(pad: int) -> np.ndarray:
         zeros = mx.zeros((1, kv_heads, pad, dim))
-        mask = mx.array(np.r_[np.zeros(pad, bool), np.ones(length, bool)])[None, None, None, :]
-        out = mx.fast.scaled_dot_product_attention(q, mx.concatenate([zeros, k], axis=2),
-                                                   mx.concatenate([zeros, v], axis=2),
-                                                   scale=dim ** -0.5, mask=mask)
+        keep = np.ones(length, bool)
+        if where == "leading":
+            keys, values, mask = [zeros, k], [zeros, v], np.r_[np.zeros(pad, bool), keep]
+        else:
+            keys, values, mask = [k, zeros], [v, zeros], np.r_[keep, np.zeros(pad, bool)]
+        out = mx.fast.scaled_dot_product_attention(q, mx.concatenate(keys, axis=2), mx.concatenate(values, axis=2),
+                                                   scale=dim ** -0.5, mask=mx.array(mask)[None, None, None, :])
         return np.array(out)
 
     ref = attend(0)
@@ -99,9 +105,14 @@ def main(argv=None) -> int:
         return 2
     result = {"blas": blas.state().to_dict(), "mlx": mx.__version__, "attention_window": {}}
     for name, shape in ATTENTION.items():
-        differ = pads_that_differ(*shape)
-        result["attention_window"][name] = {"heads_kv_dim": list(shape), "pads_that_differ": differ}
-        print(f"{name} attention: leading masked columns that change the bits: {differ or 'none'}", flush=True)
+        cases = []
+        for length in KEY_LENGTHS:
+            for where in ("leading", "trailing"):
+                differ = pads_that_differ(*shape, length, where)
+                cases.append({"keys": length, "masked_columns": where, "counts_that_differ": differ})
+                print(f"{name} attention, {length} keys: {where} masked columns that change the bits: "
+                      f"{differ or 'none'}", flush=True)
+        result["attention_window"][name] = {"heads_kv_dim": list(shape), "cases": cases}
     result["engine"] = {"model": MODEL, "problems": args.problems, "max_tokens": MAX_TOKENS,
                         "sampling": SAMPLING.to_dict(), "samples_per_problem": SAMPLES_PER_PROBLEM,
                         "runs": engine_runs(model_path, args.problems, [int(b) for b in args.batches.split(",")])}
