@@ -347,6 +347,12 @@ def report(args) -> dict:
     from mlx_selfdistill.metrics import paired_outcomes, wilson_interval
 
     record = StageRecord(Path(args.work))
+    out_path = Path(args.work).with_suffix(".json")
+    # The losses of stages recorded before results kept the step records came from local
+    # checkpoints (their stage result's per-epoch list is wrong after a resume), which a new
+    # machine no longer has: keep what the last report published.
+    previous = ({m["method"]: m for m in json.loads(out_path.read_text())["methods"]}
+                if out_path.exists() else {})
     methods = []
     for arm, (student, source, sampling, filt) in ARMS.items():
         if not any(record.done(name) for name, _ in plan(arm) if name.startswith((f"train.{arm}", f"select.{arm}"))):
@@ -369,10 +375,13 @@ def report(args) -> dict:
         base_loss = f"loss.{student}.base"
         entry["held_out_loss_base"] = record.result(base_loss)["held_out_loss"] if record.done(base_loss) else None
         curves = {lr: train_curve(record, f"train.{arm}.lr{lr:g}", args) for lr in lrs_of(arm)}
+        published = {(p["lr"], p["epoch"]): p for p in previous.get(arm, {}).get("validation_curve", [])}
         entry["validation_curve"] = [
             {"lr": lr, "epoch": e, "validation_passed": record.result(n)["passed"],
              **({"train_loss_mean": curves[lr][e - 1]["mean_loss"], "held_out_loss": curves[lr][e - 1]["val_loss"]}
-                if curves[lr] else {})}
+                if curves[lr] and "mean_loss" in curves[lr][e - 1] else
+                {k: published[lr, e][k] for k in ("train_loss_mean", "held_out_loss") if k in published[lr, e]}
+                if (lr, e) in published else {})}
             for lr in lrs_of(arm) for e in range(1, EPOCHS + 1)
             if record.done(n := f"eval.{arm}.lr{lr:g}.ep{e}.validation")]
         methods.append(entry)
@@ -384,7 +393,7 @@ def report(args) -> dict:
            "base": {name: {k: v for k, v in entry["result"].items() if k != "passed_ids"}
                     for name, entry in record.data.items() if name.startswith("eval.") and ".base." in name
                     and entry.get("done")}}
-    write_json_atomic(Path(args.work).with_suffix(".json"), out)
+    write_json_atomic(out_path, out)
     return out
 
 
