@@ -21,7 +21,6 @@ engine, end to end, and a second cause the products alone do not show:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -37,10 +36,12 @@ from mlx_selfdistill.problems.mbpp import load_mbpp
 from mlx_selfdistill.sampling import SamplingParams
 from mlx_selfdistill.sampling.api import sample_problems
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fetch_models import default_dest  # noqa: E402  the benchmarks' one models folder
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "batch_invariance.json"
 MBPP = HERE.parent.parent / "shared" / "data" / "mbpp" / "mbpp.jsonl"
-MODELS = Path(os.environ.get("MLX_SELFDISTILL_TEST_MODELS") or Path.home() / ".cache" / "mlx-selfdistill" / "models")
 MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SAMPLING = SamplingParams(temperature=0.8, top_p=0.95, seed=0)
 SAMPLES_PER_PROBLEM = 2
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
     parser.add_argument("--problems", type=int, default=8)
     parser.add_argument("--batches", default="16,8,4,1", help="max_batch values; the first is the reference")
     args = parser.parse_args(argv)
-    model_path = MODELS / MODEL
+    model_path = default_dest() / MODEL
     if not model_path.exists():
         print(f"{model_path} is missing: run python benchmarks/fetch_models.py --only smollm2", file=sys.stderr)
         return 2
