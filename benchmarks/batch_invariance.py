@@ -8,7 +8,8 @@ engine, end to end, and a second cause the products alone do not show:
 
 * **engine**: the same MBPP-train problems sampled at several `max_batch` values on a real
   model (SmolLM2-135M-Instruct from `fetch_models.py`); for each, how many samples have the
-  same text and the same mean log-probability, bit for bit, as at the largest batch.
+  same text and the same mean log-probability, bit for bit, as at the largest batch; and the
+  same with `exact=True` (sampling/exact.py), whose seconds beside the default's are its cost.
 * **attention window**: the slot batch (sampling/slots.py) attends over the columns the
   batch's rows span, masking a row's columns before its prompt; how many leading masked
   columns a row has depends on the other rows. For 1..MAX_PAD masked columns before (or
@@ -35,6 +36,7 @@ from mlx_selfdistill.models import load_model
 from mlx_selfdistill.problems.mbpp import load_mbpp
 from mlx_selfdistill.sampling import SamplingParams
 from mlx_selfdistill.sampling.api import sample_problems
+from mlx_selfdistill.sampling.exact import row_floor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fetch_models import default_dest  # noqa: E402  the benchmarks' one models folder
@@ -74,23 +76,22 @@ def pads_that_differ(heads: int, kv_heads: int, dim: int, length: int, where: st
     return [p for p in range(1, MAX_PAD + 1) if not np.array_equal(attend(p), ref)]
 
 
-def engine_runs(model_path: Path, problems: int, batches: list[int]) -> list[dict]:
+def engine_runs(model, tokenizer, problems: int, batches: list[int], exact: bool) -> list[dict]:
     """Sample the same problems at each max_batch; compare every sample with the first run's."""
-    model, tokenizer = load_model(str(model_path))
     chosen = load_mbpp(MBPP, split="train")[:problems]
     runs, ref = [], None
     for max_batch in batches:
         start = time.perf_counter()
         samples = sample_problems(model, tokenizer, chosen, n=SAMPLES_PER_PROBLEM, temperature=SAMPLING.temperature,
                                   top_p=SAMPLING.top_p, seed=SAMPLING.seed, max_tokens=MAX_TOKENS,
-                                  prompt_style="evalplus", max_batch=max_batch)
+                                  prompt_style="evalplus", max_batch=max_batch, exact=exact)
         got = {s.key: (s.completion, s.mean_logprob) for s in samples}
         ref = ref or got
         run = {"max_batch": max_batch, "samples": len(got), "seconds": round(time.perf_counter() - start, 1),
                "same_text": sum(got[k][0] == ref[k][0] for k in ref),
                "same_logprob_bits": sum(got[k] == ref[k] for k in ref)}
         runs.append(run)
-        print(f"max_batch {max_batch}: {run['same_text']}/{len(ref)} same text, "
+        print(f"{'exact' if exact else 'default'}, max_batch {max_batch}: {run['same_text']}/{len(ref)} same text, "
               f"{run['same_logprob_bits']}/{len(ref)} same log-probability bits ({run['seconds']} s)", flush=True)
     return runs
 
@@ -114,9 +115,13 @@ def main(argv=None) -> int:
                 print(f"{name} attention, {length} keys: {where} masked columns that change the bits: "
                       f"{differ or 'none'}", flush=True)
         result["attention_window"][name] = {"heads_kv_dim": list(shape), "cases": cases}
+    model, tokenizer = load_model(str(model_path))
+    batches = [int(b) for b in args.batches.split(",")]
     result["engine"] = {"model": MODEL, "problems": args.problems, "max_tokens": MAX_TOKENS,
                         "sampling": SAMPLING.to_dict(), "samples_per_problem": SAMPLES_PER_PROBLEM,
-                        "runs": engine_runs(model_path, args.problems, [int(b) for b in args.batches.split(",")])}
+                        "row_floor": row_floor(model),
+                        "runs": engine_runs(model, tokenizer, args.problems, batches, exact=False),
+                        "exact_runs": engine_runs(model, tokenizer, args.problems, batches, exact=True)}
     write_json_atomic(RESULTS, result)
     print(f"wrote {RESULTS}")
     return 0

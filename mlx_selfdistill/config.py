@@ -37,6 +37,9 @@ class SampleSettings:
     # tokens held across them. Lower them for a 7B model at long max_tokens on 16 GB.
     max_batch: int = 32
     max_kv_tokens: Optional[int] = None
+    # Samples (and evaluations) whose bits do not depend on the rows decoded beside them, at
+    # some cost in speed (sampling/exact.py).
+    exact: bool = False
 
     def __post_init__(self):
         if self.prompt_style is not None:

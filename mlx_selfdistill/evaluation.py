@@ -85,6 +85,8 @@ def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, 
     style = get_style(prompt_style, raw=bool((sampling_kw or {}).get("raw_prompt")))
     sampling = {"n": n, "temperature": temperature, "top_k": top_k, "top_p": top_p, "min_p": min_p,
                 "max_tokens": max_tokens, "seed": seed}
+    if (sampling_kw or {}).get("exact"):  # other low bits: not the same evaluation (absent: keys stay as before)
+        sampling["exact"] = True
     key = evaluation_key(model_id, problems, prompt_style=style.name, sampling=sampling, timeout_s=timeout_s)
     work_dir = Path(work_dir) / short(key) if subfolder_per_key else Path(work_dir)
     claim(work_dir, key, hint="use another output folder or delete it")

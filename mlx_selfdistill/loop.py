@@ -152,6 +152,7 @@ class Run:
                             top_p=cfg.top_p, min_p=cfg.min_p, max_tokens=cfg.max_tokens,
                             seed=cfg.seed + 1000 * r, round=r, out_path=path, raw_prompt=cfg.raw_prompt,
                             prompt_style=cfg.prompt_style, max_batch=cfg.max_batch, max_kv_tokens=cfg.max_kv_tokens,
+                            exact=cfg.exact,
                             model_name=self.identity(model, adapter),
                             on_sample=(lambda s: callback({"advance": 1})) if callback else None)
             existing = read_records(path, Sample, missing_ok=True)
@@ -238,7 +239,8 @@ class Run:
                   prompt_style=cfg.prompt_style or self.config.sample.prompt_style,
                   sampling_kw={"raw_prompt": self.config.sample.raw_prompt and cfg.prompt_style is None,
                                "max_batch": self.config.sample.max_batch,
-                               "max_kv_tokens": self.config.sample.max_kv_tokens})
+                               "max_kv_tokens": self.config.sample.max_kv_tokens,
+                               "exact": self.config.sample.exact})
         loaded = self.load(model, adapter)
         kw["model_id"] = self.identity(model, adapter)
         result = evaluate_model(loaded, problems, work_dir=out_dir / "eval", temperature=cfg.temperature, **kw)

@@ -34,14 +34,17 @@ def _floats(text):
 @click.option("--prompt-style", type=click.Choice(list(STYLES)), default=DEFAULT_STYLE, show_default=True,
               help="chat: the project's prompt; raw: no chat template; evalplus: EvalPlus's instruct prompt, "
                    "to compare with published leaderboard figures.")
+@click.option("--exact", is_flag=True,
+              help="Samples whose every bit depends only on seed and problem, not on the rows decoded beside "
+                   "them; somewhat slower.")
 @click.option("--sweep", help="Comma-separated temperatures to sweep (reports the best per model).")
 @click.option("--seed", type=int, default=EVAL.seed, show_default=True)
 @click.option("--workers", type=int)
 @click.option("--out", "out_dir", default="eval_out", show_default=True, type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True)
 @unsafe_option
-def eval_cmd(model, adapter, problems_spec, n, ks, temperature, top_k, top_p, min_p, max_tokens, prompt_style, sweep,
-             seed, workers, out_dir, as_json, unsafe_no_isolation):
+def eval_cmd(model, adapter, problems_spec, n, ks, temperature, top_k, top_p, min_p, max_tokens, prompt_style, exact,
+             sweep, seed, workers, out_dir, as_json, unsafe_no_isolation):
     """pass@k with the unbiased estimator, a 95% interval and a per-difficulty breakdown."""
     k_values = [int(k) for k in _floats(ks)]
     if n is None:
@@ -52,7 +55,8 @@ def eval_cmd(model, adapter, problems_spec, n, ks, temperature, top_k, top_p, mi
         results = compare_models(model, adapter, problems_spec, out_dir, sweep=_floats(sweep), progress=progress,
                                   n=n, ks=k_values, temperature=temperature, top_k=top_k, top_p=top_p,
                                   min_p=min_p, max_tokens=max_tokens, seed=seed, workers=workers,
-                                  prompt_style=prompt_style, unsafe_no_isolation=unsafe_no_isolation)
+                                  prompt_style=prompt_style, unsafe_no_isolation=unsafe_no_isolation,
+                                  sampling_kw={"exact": exact} if exact else None)
     if as_json:
         print_json(results)
         return

@@ -50,12 +50,15 @@ ROWS = _Rows()
                    "(measured once per model; `doctor --model` shows it).")
 @click.option("--max-kv-tokens", type=click.IntRange(min=1), default=None,
               help="Cap on the batch's padded KV cache, in tokens (memory budget).")
+@click.option("--exact", is_flag=True,
+              help="Samples whose every bit depends only on seed, problem and sample index, not on the rows "
+                   "decoded beside them (resume, --max-batch); somewhat slower.")
 @click.option("--round", "round_", type=int, default=0, show_default=True, help="Round number recorded in samples.")
 @click.option("-o", "--output", "out_path", required=True, type=click.Path(dir_okay=False),
               help="Samples JSONL; a rerun skips the samples already there.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 def sample(model_spec, adapter, problems_spec, limit, n, temperature, top_k, top_p, min_p, max_tokens, seed,
-           stop, raw_prompt, max_batch, max_kv_tokens, round_, out_path, as_json):
+           stop, raw_prompt, max_batch, max_kv_tokens, exact, round_, out_path, as_json):
     """Sample N candidate solutions per problem from a model."""
     from ..fingerprint import model_identity
     from ..models import load_model, model_name
@@ -85,7 +88,7 @@ def sample(model_spec, adapter, problems_spec, limit, n, temperature, top_k, top
             max_tokens=max_tokens, seed=seed, round=round_,
             model_name=model_identity(model_spec, adapter), out_path=out_path,
             on_sample=lambda s: progress.advance(task), on_tokens=on_tokens, raw_prompt=raw_prompt,
-            stop=stop, max_batch=max_batch, max_kv_tokens=max_kv_tokens, stats=stats)
+            stop=stop, max_batch=max_batch, max_kv_tokens=max_kv_tokens, exact=exact, stats=stats)
         progress.update(task, completed=len(problems) * n)
     if quiet:
         return

@@ -4,9 +4,9 @@
     samples = sample_problems(model, tokenizer, problems, n=8, temperature=1.6, top_k=20, top_p=0.8)
 
 Modules: samplers (vLLM/HF-order sampling, per-sample seeds), stopping (EOS, stop
-strings, runaway repetition), engine (batched generation), slots (its KV cache), prefix
-(a style's header prefilled once per run), api (records, resume), distributed
-(mlx.launch sharding and merge).
+strings, runaway repetition), engine (batched generation), slots (its KV cache), exact
+(bits independent of the batch), prefix (a style's header prefilled once per run), api
+(records, resume), distributed (mlx.launch sharding and merge).
 """
 
 from .api import read_samples, sample_file, sample_problems, summarize_samples

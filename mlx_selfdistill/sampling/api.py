@@ -47,6 +47,10 @@ def _existing(path: Optional[Path], sampling: dict, style: str = "", model: str 
         if s.prompt_style and style and s.prompt_style != style:  # "": written before styles were recorded
             raise UserError(f"{path}: holds samples of prompt style {s.prompt_style!r}, but this run asks for "
                             f"{style!r}; use another output file or the same style")
+        if bool(s.sampling.get("exact")) != bool(sampling.get("exact")):
+            had, asked = ("with", "without") if s.sampling.get("exact") else ("without", "with")
+            raise UserError(f"{path}: holds samples drawn {had} --exact, but this run asks for them {asked} it; "
+                            "use another output file or the same setting")
         if s.model and model and s.model != model:  # "": written before models were identified
             raise UserError(f"{path}: holds samples of model {s.model}, but this run samples {model}; "
                             "use another output file")
@@ -73,7 +77,7 @@ def sample_problems(model, tokenizer, problems: Iterable[Problem], *, n: int = 1
                     on_tokens: Optional[Callable[[int], None]] = None, raw_prompt: bool = False,
                     prompt_style: Optional[str] = None, stop: Sequence[str] = (), max_batch: int | str = 32,
                     max_kv_tokens: Optional[int] = None, prefill_step: int = 512,
-                    runaway: RunawayConfig = RunawayConfig(),
+                    runaway: RunawayConfig = RunawayConfig(), exact: bool = False,
                     group="auto", stats: Optional[dict] = None) -> list[Sample]:
     """Draw samples 0..n-1 of every problem; returns all of them (old and new) in
     problem order then sample_index order.
@@ -84,7 +88,8 @@ def sample_problems(model, tokenizer, problems: Iterable[Problem], *, n: int = 1
 
     `prompt_style` names the prompt and extraction (prompts/styles.py; default: chat, or
     raw with raw_prompt); its stop strings join `stop`. `max_batch="auto"`: the rows this
-    machine decodes fastest with, measured once per model (rows.py).
+    machine decodes fastest with, measured once per model (rows.py). `exact`: samples whose
+    bits do not depend on the rows beside them either, at some cost in speed (exact.py).
     """
     from ..models import prompt_text, prompt_tokens
 
@@ -93,7 +98,7 @@ def sample_problems(model, tokenizer, problems: Iterable[Problem], *, n: int = 1
     style = get_style(prompt_style, raw=raw_prompt)
     stop = tuple(stop) + tuple(s for s in style.stop if s not in stop)
     params = SamplingParams(temperature=temperature, top_k=int(top_k), top_p=top_p, min_p=min_p, seed=seed)
-    sampling = {**params.to_dict(), "max_tokens": max_tokens}
+    sampling = {**params.to_dict(), "max_tokens": max_tokens, **({"exact": True} if exact else {})}
     problems = list(problems)
     ids = [p.id for p in problems]
     if len(set(ids)) != len(ids):
@@ -130,7 +135,8 @@ def sample_problems(model, tokenizer, problems: Iterable[Problem], *, n: int = 1
 
         max_batch = rows_for(model, model_name or f"{type(model).__module__}:{weight_bytes(model)}").rows
     engine = SamplingEngine(model, tokenizer, params, max_tokens=max_tokens, stop=stop, max_batch=max_batch,
-                            max_kv_tokens=max_kv_tokens, prefill_step=prefill_step, runaway=runaway)
+                            max_kv_tokens=max_kv_tokens, prefill_step=prefill_step, runaway=runaway,
+                            exact=exact)
     new: list[Sample] = []
     t0 = time.perf_counter()
     writer = JsonlWriter(write_path) if write_path is not None and requests else None

@@ -11,6 +11,10 @@ The running cache is a SlotBatch (slots.py): a fixed number of rows that sequenc
 and leave without copying the cache. A step is the forward pass, one sampler call (one
 host sync: the tokens must reach the host to test stops) and Python bookkeeping; its parts
 are timed by `PhaseClock` (benchmarks/engine_speed.py).
+
+`exact=True` makes every sample's bits independent of the rows beside it (exact.py): the
+requests of each attention span run as their own batches, never on fewer rows than the
+model's row floor.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from mlx_lm.models.cache import make_prompt_cache
 
 from .. import blas_gemv, blas_governor
 from ..errors import UserError
+from .exact import attention_span, row_floor
 from .prefix import HeaderCache
 from .samplers import SamplingParams, sample_tokens, step_uniforms
 from .slots import SlotBatch
@@ -135,7 +140,7 @@ class SamplingEngine:
     def __init__(self, model, tokenizer, params: SamplingParams, *, max_tokens: int = 512,
                  stop: Sequence[str] = (), eos_token_ids: Optional[Iterable[int]] = None,
                  max_batch: int = 32, max_kv_tokens: Optional[int] = None, prefill_step: int = 512,
-                 runaway: RunawayConfig = RunawayConfig()):
+                 runaway: RunawayConfig = RunawayConfig(), exact: bool = False):
         if max_tokens < 1:
             raise UserError(f"max_tokens {max_tokens}: must be >= 1")
         if max_batch < 1:
@@ -146,6 +151,8 @@ class SamplingEngine:
         self.eos = set(tokenizer.eos_token_ids if eos_token_ids is None else eos_token_ids)
         self.stop = StopStrings(tokenizer, stop)
         self.runaway = runaway
+        self.exact = exact
+        self.row_floor = row_floor(model) if exact else 1  # the fewest rows a decode step runs
         self.generated_tokens = 0
         self.prompt_tokens = 0
         self.clock: Optional[PhaseClock] = None
@@ -249,18 +256,26 @@ class SamplingEngine:
         if self.max_kv_tokens is not None and pending:
             longest = max(len(r.prompt) for r in pending) + self.max_tokens
             rows = min(rows, self.max_kv_tokens // longest)
-        return max(rows, 1)
+        return max(rows, self.row_floor)
 
     def run(self, requests: Iterable[Request], on_tokens: Optional[Callable[[int], None]] = None
             ) -> Iterator[Finished]:
         """Yield every requested sample as it finishes (in completion order)."""
-        # A sample must not depend on which rows share its batch (resume, --max-batch): no
-        # one-row products through gemv while the engine runs, however few rows are left.
+        # A sample should not depend on which rows share its batch (resume, --max-batch): no
+        # one-row products through gemv while the engine runs, however few rows are left. The
+        # other two causes (small products, the attention window) only `exact` removes.
         with blas_gemv.batch_invariant():
-            yield from self._run(requests, on_tokens)
+            if not self.exact:
+                yield from self._run(requests, on_tokens)
+                return
+            by_span: dict[int, list[Request]] = {}
+            for r in requests:
+                by_span.setdefault(attention_span(len(r.prompt), self.max_tokens), []).append(r)
+            for span in sorted(by_span):
+                yield from self._run(by_span[span], on_tokens, span)
 
-    def _run(self, requests: Iterable[Request], on_tokens: Optional[Callable[[int], None]]
-             ) -> Iterator[Finished]:
+    def _run(self, requests: Iterable[Request], on_tokens: Optional[Callable[[int], None]],
+             span: Optional[int] = None) -> Iterator[Finished]:
         pending = deque(r for r in requests if r.sample_indices)
         slots = self._slots(pending)
         batch: Optional[SlotBatch] = None  # made at the first admission: it needs a prompt cache
@@ -296,7 +311,7 @@ class SamplingEngine:
                 yield from done
                 if alive:
                     if batch is None:
-                        batch = SlotBatch(current.cache, slots)
+                        batch = SlotBatch(current.cache, slots, span)
                     rows, free = free[:len(alive)], free[len(alive):]
                     batch.admit(rows, current.cache)
                     self.batch = batch
@@ -312,11 +327,14 @@ class SamplingEngine:
                     return
                 continue
             idle = len(seqs) - len(live_rows)
-            if idle and current is None and not pending and idle >= max(1, len(seqs) // 4):
-                # Nothing left to admit: stop computing rows that will stay empty.
-                batch.keep_rows(live_rows)
-                seqs, feed = [seqs[r] for r in live_rows], [feed[r] for r in live_rows]
-                live_rows = list(range(len(seqs)))
+            keep = max(len(live_rows), self.row_floor)
+            if idle and current is None and not pending and len(seqs) - keep >= max(1, len(seqs) // 4):
+                # Nothing left to admit: stop computing rows that will stay empty (but the floor's).
+                free_rows = [r for r, s in enumerate(seqs) if s is None]
+                kept = live_rows + free_rows[:keep - len(live_rows)]
+                batch.keep_rows(kept)
+                seqs, feed = [seqs[r] for r in kept], [feed[r] for r in kept]
+                live_rows = list(range(len(live_rows)))
                 clock.lap("compact")
 
             # Decode one token for every row; sample the live ones.

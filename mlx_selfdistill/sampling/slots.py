@@ -13,6 +13,10 @@ steps) or when a prompt is longer than the columns left of the write column (ear
 
 Keys are stored after RoPE, so a row's tokens keep their positions wherever they sit;
 `offset` gives each row its own next position.
+
+With a fixed `span` (exact sampling, exact.py) attention reads exactly the `span` columns
+ending at the write column instead, whatever rows are live, so how many masked columns
+precede a row depends on its own length alone.
 """
 
 from __future__ import annotations
@@ -76,8 +80,8 @@ class SlotLayer:
 class SlotBatch:
     """`rows` slots over the layers of `template` (a one-row prompt cache of the model)."""
 
-    def __init__(self, template: Sequence, rows: int):
-        self.rows = rows
+    def __init__(self, template: Sequence, rows: int, span: Optional[int] = None):
+        self.rows, self.span = rows, span
         self.layers = [SlotLayer(self, _prompt_kv(c)[2]) for c in template]
         self.hi = 0  # the column the next decode step writes
         self.cap = 0  # columns allocated
@@ -93,6 +97,10 @@ class SlotBatch:
 
     @property
     def lo(self) -> int:
+        """The first column attention reads."""
+        return self.hi - self.span + 1 if self.span else self._first_live()
+
+    def _first_live(self) -> int:
         live = [s for s in self.start if s is not None]
         return min(live) if live else self.hi
 
@@ -103,10 +111,12 @@ class SlotBatch:
         self.start[row] = None
 
     def _relayout(self, need_left: int) -> None:
-        """Copy the live columns [lo, hi) into a new buffer with >= need_left columns before
-        the write column and STEP free ones after it."""
-        lo, span = self.lo, self.hi - self.lo
-        new_hi = max(span, need_left)
+        """Copy the live columns (from the first live row's first one to hi) into a new buffer
+        with >= need_left (and, with a span, span - 1) columns before the write column and STEP
+        free ones after it."""
+        lo = self._first_live()
+        used = self.hi - lo
+        new_hi = max(used, need_left, (self.span or 1) - 1)
         new_cap = -(-(new_hi + STEP) // STEP) * STEP
         for layer in self.layers:
             if layer.keys is None:
@@ -114,8 +124,8 @@ class SlotBatch:
             for name in ("keys", "values"):
                 old = getattr(layer, name)
                 new = mx.zeros(old.shape[:2] + (new_cap,) + old.shape[3:], old.dtype)
-                if span:
-                    new[..., new_hi - span:new_hi, :] = old[..., lo:self.hi, :]
+                if used:
+                    new[..., new_hi - used:new_hi, :] = old[..., lo:self.hi, :]
                 setattr(layer, name, new)
         mx.eval([layer.state for layer in self.layers])
         shift = new_hi - self.hi
@@ -127,11 +137,13 @@ class SlotBatch:
         """Put the one-row prompt cache into each of `rows` (free slots)."""
         kv = [_prompt_kv(c) for c in prompt_cache]
         n = kv[0][0].shape[2]
+        if self.span and n >= self.span:
+            raise ValueError(f"a {n}-token prompt does not fit a span of {self.span} columns")
         if self.layers[0].keys is None:
             for layer, (k, v, _) in zip(self.layers, kv):
                 layer.keys = mx.zeros((self.rows, k.shape[1], 0, k.shape[3]), k.dtype)
                 layer.values = mx.zeros((self.rows, v.shape[1], 0, v.shape[3]), v.dtype)
-        if self.hi < n or self.hi >= self.cap:
+        if self.hi < max(n, (self.span or 1) - 1) or self.hi >= self.cap:
             self._relayout(n)
         for layer, (k, v, _) in zip(self.layers, kv):
             for r in rows:
@@ -169,6 +181,8 @@ class SlotBatch:
         """Logits (rows, vocab) of one decode step; `tokens` holds each row's next input."""
         if self.hi >= self.cap:
             self._relayout(0)
+        if self.span and self._first_live() < self.lo:
+            raise ValueError(f"a row outgrew the span of {self.span} columns")
         self.positions = mx.array(self.length)
         self._masks = {}
         self.steps += 1
