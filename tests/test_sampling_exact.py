@@ -156,3 +156,15 @@ def test_real_model_exact_samples_have_the_same_bits_at_any_max_batch(tmp_path, 
                             prompt_style="evalplus", max_batch=max_batch, exact=True) for max_batch in (6, 2)]
     first, second = ({s.key: (s.completion, s.mean_logprob, s.mean_sampling_logprob) for s in run} for run in runs)
     assert first == second
+
+
+def test_an_exact_evaluation_is_its_own_evaluation(tmp_path, capsys):
+    args = ["eval", "--problems", "toy:heldout:2", "--max-tokens", "16", "--temperature", "0",
+            "--out", str(tmp_path / "e"), "--json"]
+    assert main_exit(args) == 0
+    plain = json.loads(capsys.readouterr().out)["base"]
+    assert main_exit(args + ["--exact"]) == 0
+    exact = json.loads(capsys.readouterr().out)["base"]
+    assert "exact" not in plain["sampling"] and exact["sampling"]["exact"] is True
+    assert exact["work_dir"] != plain["work_dir"]  # never resumed from the other setting's samples
+    assert exact["timing"]["sampling_tokens_per_sec"] > 0  # sampled anew
