@@ -168,3 +168,14 @@ def test_an_exact_evaluation_is_its_own_evaluation(tmp_path, capsys):
     assert "exact" not in plain["sampling"] and exact["sampling"]["exact"] is True
     assert exact["work_dir"] != plain["work_dir"]  # never resumed from the other setting's samples
     assert exact["timing"]["sampling_tokens_per_sec"] > 0  # sampled anew
+
+
+def test_a_run_set_to_exact_samples_exactly(tmp_path):
+    from mlx_selfdistill.config import resolve_config
+    from mlx_selfdistill.loop import Run
+
+    config = resolve_config(overrides={"name": "x", "model": "tiny", "problems": "toy:train:3"},
+                            assignments=["sample.n=1", "sample.max_tokens=16", "sample.exact=true"])
+    assert config.sample.exact is True
+    samples = Run(config, tmp_path).sample(1)
+    assert samples and all(s.sampling["exact"] is True for s in samples)
