@@ -179,3 +179,10 @@ def test_a_run_set_to_exact_samples_exactly(tmp_path):
     assert config.sample.exact is True
     samples = Run(config, tmp_path).sample(1)
     assert samples and all(s.sampling["exact"] is True for s in samples)
+
+
+def test_the_sample_table_shows_the_row_floor(tmp_path, capsys):
+    out = tmp_path / "t.jsonl"
+    assert main_exit(["sample", "--problems", "toy", "--limit", "1", "--max-tokens", "8", "-o", str(out), "--exact"]) == 0
+    printed = capsys.readouterr().out
+    assert "row floor" in printed and str(row_floor(load_model("tiny")[0])) in printed

@@ -99,7 +99,8 @@ def sample(model_spec, adapter, problems_spec, limit, n, temperature, top_k, top
             "skipped_samples": stats.get("skipped", 0), "generated_tokens": stats.get("generated_tokens", 0),
             "seconds": round(seconds, 2),
             "tokens_per_sec": round(stats.get("generated_tokens", 0) / seconds, 1) if seconds else None,
-            "world_size": stats.get("world_size", 1)}
+            "world_size": stats.get("world_size", 1), "max_batch": stats.get("max_batch"), "exact": exact,
+            "row_floor": stats.get("row_floor") if exact else None}
     if as_json:
         print_json(info)
         return
@@ -108,5 +109,8 @@ def sample(model_spec, adapter, problems_spec, limit, n, temperature, top_k, top
             ["finish reasons", ", ".join(f"{k}: {v}" for k, v in sorted(summary["finish_reasons"].items()))],
             ["with code", info["with_code"]], ["mean tokens", info["mean_tokens"]],
             ["mean log-prob", info["mean_logprob"]],
-            ["generated tokens", info["generated_tokens"]], ["tokens / sec (this rank)", info["tokens_per_sec"]]]
+            ["generated tokens", info["generated_tokens"]], ["tokens / sec (this rank)", info["tokens_per_sec"]],
+            ["max batch", info["max_batch"]]]
+    if exact:  # the rows a decode step never goes below
+        rows.append(["exact: row floor", info["row_floor"]])
     out.print(table("sample", ["", "value"], rows))

@@ -157,7 +157,8 @@ def sample_problems(model, tokenizer, problems: Iterable[Problem], *, n: int = 1
         stats.update(new=len(new), skipped=sum(1 for p in mine for i in range(n) if (p.id, i) in done),
                      generated_tokens=engine.generated_tokens, prompt_tokens=engine.prompt_tokens,
                      header_cache=engine.headers.stats(), blas_threads=blas_governor.summary(),
-                     seconds=seconds, rank=rank, world_size=size, max_batch=max_batch,
+                     seconds=seconds, rank=rank, world_size=size, max_batch=max_batch, exact=exact,
+                     row_floor=engine.row_floor,
                      tokens_per_sec=engine.generated_tokens / seconds if seconds > 0 else None)
 
     have = dict(done)
