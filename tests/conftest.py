@@ -41,6 +41,23 @@ def make_random_adapter(path: Path) -> Path:
     return path
 
 
+SMOLLM2 = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def real_model_file(name: str):
+    """A real model file in $MLX_SELFDISTILL_TEST_MODELS (.ci/run fetches SmolLM2 there), or None."""
+    import os
+
+    folder = os.environ.get("MLX_SELFDISTILL_TEST_MODELS")
+    path = Path(folder) / name if folder else None
+    return path if path is not None and path.exists() else None
+
+
+def needs_real_model(path):
+    return pytest.mark.skipif(path is None, reason="real model file absent (benchmarks/fetch_models.py; "
+                                                   "$MLX_SELFDISTILL_TEST_MODELS)")
+
+
 def main_exit(argv) -> int:
     """The CLI's exit code, without leaving the test process."""
     from mlx_selfdistill.cli import main

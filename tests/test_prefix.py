@@ -1,11 +1,11 @@
 """A style's header prefilled once per run (sampling/prefix.py): on the embedded tiny model
 and, where the folder has it, the real SmolLM2 GGUF."""
 
-import os
 from pathlib import Path
 
 import mlx.core as mx
 import pytest
+from conftest import SMOLLM2, needs_real_model, real_model_file
 from mlx_lm import stream_generate
 from mlx_lm.models.cache import make_prompt_cache
 
@@ -16,8 +16,7 @@ from mlx_selfdistill.sampling.prefix import HeaderCache, shared_length, style_he
 from mlx_selfdistill.toy.world import toy_problems
 
 MBPP = Path(__file__).resolve().parents[2] / "shared" / "data" / "mbpp" / "mbpp.jsonl"
-MODELS_DIR = os.environ.get("MLX_SELFDISTILL_TEST_MODELS")
-SMOL = Path(MODELS_DIR) / "SmolLM2-135M-Instruct.Q4_1.gguf" if MODELS_DIR else None
+SMOL = real_model_file(SMOLLM2)
 HOT = SamplingParams(temperature=1.2, top_k=20, top_p=0.95, seed=7)
 
 
@@ -153,7 +152,7 @@ def test_sample_problems_reports_the_header_cache(tiny):
     assert stats["header_cache"] == {"hits": 2, "misses": 1, "tokens_reused": 2 * len(header)}
 
 
-@pytest.mark.skipif(SMOL is None or not SMOL.exists(), reason="real SmolLM2 GGUF absent (benchmarks/fetch_models.py)")
+@needs_real_model(SMOL)
 def test_real_model_greedy_outputs_are_the_same_with_the_header_shared(tmp_path, monkeypatch):
     monkeypatch.setenv("MLX_SELFDISTILL_GGUF_CACHE", str(tmp_path))
     model, tokenizer = load_model(str(SMOL))

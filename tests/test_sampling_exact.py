@@ -2,14 +2,13 @@
 on the embedded tiny model and, where the folder has it, the real SmolLM2 GGUF."""
 
 import json
-import os
 from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 import pytest
-from conftest import main_exit
+from conftest import SMOLLM2, main_exit, needs_real_model, real_model_file
 from mlx_lm.models.cache import make_prompt_cache
 
 from mlx_selfdistill.errors import UserError
@@ -22,8 +21,7 @@ from mlx_selfdistill.sampling.slots import SlotBatch
 from mlx_selfdistill.toy.world import toy_problems
 
 MBPP = Path(__file__).resolve().parents[2] / "shared" / "data" / "mbpp" / "mbpp.jsonl"
-MODELS_DIR = os.environ.get("MLX_SELFDISTILL_TEST_MODELS")
-SMOL = Path(MODELS_DIR) / "SmolLM2-135M-Instruct.Q4_1.gguf" if MODELS_DIR else None
+SMOL = real_model_file(SMOLLM2)
 HOT = SamplingParams(temperature=1.2, top_k=20, top_p=0.95, seed=5)
 
 
@@ -145,7 +143,7 @@ def test_the_sample_command_takes_exact(tmp_path, capsys):
     assert "drawn with --exact" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(SMOL is None or not SMOL.exists(), reason="real SmolLM2 GGUF absent (benchmarks/fetch_models.py)")
+@needs_real_model(SMOL)
 def test_real_model_exact_samples_have_the_same_bits_at_any_max_batch(tmp_path, monkeypatch):
     # Without --exact these differ in their log-probability bits (benchmarks/batch_invariance.json).
     monkeypatch.setenv("MLX_SELFDISTILL_GGUF_CACHE", str(tmp_path))
