@@ -1,6 +1,6 @@
 """`sample.prompt_style`: a run samples, trains and (unless eval.prompt_style says otherwise)
 evaluates in the style it names, as the MBPP study's teacher recipe did with EvalPlus's prompt;
-and the teacher preset carries the recipe the study chose on validation."""
+and the teacher and self presets carry the recipes the study chose on validation."""
 
 import json
 from pathlib import Path
@@ -16,7 +16,8 @@ from mlx_selfdistill.prompts import get_style
 from mlx_selfdistill.run_state import stale_stages
 
 ROOT = Path(__file__).resolve().parents[1]
-SELECTED = ROOT / "benchmarks" / "results" / "mbpp_study" / "results" / "select.teacher.json"
+STUDY_RESULTS = ROOT / "benchmarks" / "results" / "mbpp_study" / "results"
+SELECTED = STUDY_RESULTS / "select.teacher.json"
 
 
 @pytest.mark.slow
@@ -61,4 +62,15 @@ def test_the_teacher_preset_is_the_recipe_the_study_chose_on_validation():
     assert cfg.teacher and "1.5B" in cfg.teacher and "0.5B" in cfg.model
     assert cfg.sample.prompt_style == "evalplus" and cfg.eval.prompt_style == "evalplus"
     assert (cfg.sample.n, cfg.sample.temperature, cfg.sample.top_p) == (1, 0.8, 0.95)
+    assert cfg.gate.problems == "mbpp:validation" and cfg.problems == "mbpp:train"
+
+
+def test_the_self_preset_is_the_recipe_the_study_chose_on_validation():
+    cfg = resolve_config(preset_name="self-qwen2.5-coder-0.5b")
+    chosen = json.loads((STUDY_RESULTS / "select.self.json").read_text())
+    assert (cfg.train["lr"], cfg.train["epochs"]) == (chosen["lr"], chosen["epochs"])
+    assert cfg.teacher is None and "0.5B" in cfg.model and cfg.method == "rft"
+    assert (cfg.sample.n, cfg.sample.temperature, cfg.sample.top_p) == (8, 0.8, 0.95)
+    assert cfg.filter["max_per_problem"] == 2
+    assert cfg.sample.prompt_style == "evalplus" and cfg.eval.prompt_style == "evalplus"
     assert cfg.gate.problems == "mbpp:validation" and cfg.problems == "mbpp:train"
