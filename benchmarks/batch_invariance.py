@@ -34,7 +34,7 @@ from mlx_selfdistill import blas
 from mlx_selfdistill.jsonl import write_json_atomic
 from mlx_selfdistill.models import load_model
 from mlx_selfdistill.problems.mbpp import load_mbpp
-from mlx_selfdistill.sampling import SamplingParams
+from mlx_selfdistill.sampling import DrawSettings, SamplingParams
 from mlx_selfdistill.sampling.api import sample_problems
 from mlx_selfdistill.sampling.exact import row_floor
 
@@ -82,9 +82,9 @@ def engine_runs(model, tokenizer, problems: int, batches: list[int], exact: bool
     runs, ref = [], None
     for max_batch in batches:
         start = time.perf_counter()
-        samples = sample_problems(model, tokenizer, chosen, n=SAMPLES_PER_PROBLEM, temperature=SAMPLING.temperature,
-                                  top_p=SAMPLING.top_p, seed=SAMPLING.seed, max_tokens=MAX_TOKENS,
-                                  prompt_style="evalplus", max_batch=max_batch, exact=exact)
+        draw = DrawSettings(n=SAMPLES_PER_PROBLEM, params=SAMPLING, max_tokens=MAX_TOKENS, prompt_style="evalplus",
+                            max_batch=max_batch, exact=exact)
+        samples = sample_problems(model, tokenizer, chosen, draw)
         got = {s.key: (s.completion, s.mean_logprob) for s in samples}
         ref = ref or got
         run = {"max_batch": max_batch, "samples": len(got), "seconds": round(time.perf_counter() - start, 1),

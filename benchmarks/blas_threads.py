@@ -28,7 +28,7 @@ from mlx_selfdistill import blas
 from mlx_selfdistill.platform_info import matmul_gflops
 from mlx_selfdistill.models import load_model
 from mlx_selfdistill.toy.world import toy_problems
-from mlx_selfdistill.sampling import sample_problems
+from mlx_selfdistill.sampling import DrawSettings, SamplingParams, sample_problems
 from mlx_selfdistill.training import TrainConfig, train
 from mlx_selfdistill.prompts import chat_messages
 
@@ -40,7 +40,8 @@ problems = toy_problems("train", 16)
 best = None
 for _ in range(repeats):
     stats = {}
-    sample_problems(model, tok, problems, n=4, temperature=0.7, max_tokens=96, seed=0, group=None, stats=stats)
+    sample_problems(model, tok, problems, DrawSettings(n=4, params=SamplingParams(temperature=0.7, seed=0), max_tokens=96),
+                    group=None, stats=stats)
     rate = stats["generated_tokens"] / stats["seconds"]
     best = rate if best is None else max(best, rate)
 out["sampling_tokens_per_s"] = round(best, 1)

@@ -24,6 +24,12 @@ Threads (`--cases threads`): the bare forward at 32 rows and 1 row and a prompt'
 1 and 2 OpenBLAS threads, alternated (run it with nothing else on the machine: under load
 a 2nd thread spins for a core another process holds; results/blas_threads.json).
 
+Exact (`--cases exact`): the sampled workload at each --rows (and the greedy one at the
+largest) with `exact=True` (sampling/exact.py: a row floor and a fixed attention span per
+request) against the default engine, alternated default, exact, exact, default: the median
+tokens/s of each, the columns attention read per step, and how many samples have the same text
+and the same log-probability bits in both modes.
+
 Batch-1 decode (what `bench` reports and a chat user feels): greedy steps on a KVCache at
 1 and 2 OpenBLAS threads, interleaved, against this machine's read bandwidth measured in
 the same run (numpy summing a 1 GiB array, best of 3) divided by the weight bytes read per
@@ -191,14 +197,18 @@ def prefill_ab(model, tokenizer, prompts, rounds: int = 3) -> dict:
             "first_token_logits_bitwise_equal": equal, "rounds": rounds}
 
 
-def run_engine(model, tokenizer, prompts, n, max_tokens, params, rows) -> dict:
+def run_engine(model, tokenizer, prompts, n, max_tokens, params, rows, exact: bool = False,
+               finished: list | None = None) -> dict:
+    """One engine run over prompts x n; its sequences are appended to `finished` if given."""
     engine = SamplingEngine(model, tokenizer, params, max_tokens=max_tokens, max_batch=rows,
-                            runaway=RunawayConfig(enabled=False))
+                            runaway=RunawayConfig(enabled=False), exact=exact)
     engine.clock = PhaseClock()
     reqs = engine_requests(tokenizer, prompts, n, params)
     t0 = time.perf_counter()
     out = list(engine.run(reqs))
     seconds = time.perf_counter() - t0
+    if finished is not None:
+        finished.extend(out)
     tokens = sum(f.num_tokens for f in out)
     clock = engine.clock
     parts = {k: round(v, 2) for k, v in sorted(clock.seconds.items())}
@@ -215,7 +225,29 @@ def run_engine(model, tokenizer, prompts, n, max_tokens, params, rows) -> dict:
             "mean_tokens": round(tokens / len(out), 1), "steps": clock.steps, "phase_seconds": parts,
             "per_step_ms": per_step, "prompt_tokens": engine.prompt_tokens, "header_cache": engine.headers.stats(),
             "cache_copies": engine.batch.copies if engine.batch else 0,
+            # exact runs one batch per attention span: the last batch's columns stand for them
             "mean_attended_columns": round(engine.batch.columns_read / max(1, engine.batch.steps))}
+
+
+def exact_ab(model, tokenizer, prompts, n, max_tokens, params, rows, rounds: int = 2) -> dict:
+    """The default engine and exact=True on the same requests, alternated (A B B A ...): median
+    tokens/s of each and how many sequences agree in text and in log-probability bits."""
+    runs: dict[str, list] = {"default": [], "exact": []}
+    seqs: dict[str, list] = {}
+    for r in range(rounds):
+        for mode in (("default", "exact") if r % 2 == 0 else ("exact", "default")):
+            got: list = []
+            runs[mode].append(run_engine(model, tokenizer, prompts, n, max_tokens, params, rows,
+                                         exact=mode == "exact", finished=got))
+            seqs[mode] = {(f.tag, f.sample_index): (f.text, f.logprob_sum) for f in got}
+    tok_s = {m: statistics.median(x["tokens_per_sec"] for x in v) for m, v in runs.items()}
+    ref, ex = seqs["default"], seqs["exact"]
+    return {"rows": rows, "sequences": len(ref), "max_tokens": max_tokens, "samples_per_prompt": n,
+            "sampling": {"temperature": params.temperature, "top_p": params.top_p}, "rounds": rounds,
+            "default_tok_s": round(tok_s["default"], 2), "exact_tok_s": round(tok_s["exact"], 2),
+            "exact_vs_default": round(tok_s["exact"] / tok_s["default"], 3),
+            "same_text": sum(ex[k][0] == ref[k][0] for k in ref), "same_logprob_bits": sum(ex[k] == ref[k] for k in ref),
+            "default_runs": runs["default"], "exact_runs": runs["exact"], "loadavg": os.getloadavg()}
 
 
 def run_batch_generate(model, tokenizer, prompts, n, max_tokens, sampler, rows) -> dict:
@@ -393,6 +425,15 @@ def bench_model(args, spec: str) -> Iterator[tuple[str, dict]]:
             ab = {"model": name, **slot_vs_bare(model, anchor_prompt, rows)}
             print(f"  {json.dumps(ab)}", flush=True)
             yield "step_vs_bare", ab
+    if "exact" in args.cases:
+        workloads = [(rows, args.prompts or max(1, 3 * rows // (2 * args.n)), args.n, hot) for rows in args.rows]
+        if args.greedy_problems:
+            workloads.append((max(args.rows), args.greedy_problems, 1, greedy))
+        for rows, count, n, params in workloads:
+            print(f"[{name} rows={rows}] default vs exact: {count} prompts x {n} ...", flush=True)
+            ab = {"model": name, **exact_ab(model, tokenizer, prompts[:count], n, args.max_tokens, params, rows)}
+            print(f"  {json.dumps({k: v for k, v in ab.items() if not k.endswith('_runs')})}", flush=True)
+            yield "exact", ab
     runs = []
     # 1.5x as many sequences as rows: the batch refills as sequences finish.
     cases = [(rows, "sampled", args.prompts or max(1, 3 * rows // (2 * args.n)), args.n) for rows in args.rows
@@ -457,7 +498,8 @@ def main():
                          "(1 vs 2 BLAS threads, alternated), sampler (its numpy passes on 1 vs 2 threads), prefill "
                          "(the greedy problems' prefill with the style header shared vs whole, alternated), "
                          "sampled (n samples per prompt at each --rows), greedy (n=1 across "
-                         "problems at the largest --rows), batch1 (one-row decode vs bandwidth)")
+                         "problems at the largest --rows), exact (both of those with exact=True against the default "
+                         "engine, alternated), batch1 (one-row decode vs bandwidth)")
     ap.add_argument("--skip-bg", action="store_true", help="leave batch_generate out (a quick look)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
@@ -483,7 +525,8 @@ def main():
             if key in ("runs", "batch1"):
                 result[key].append(record)
             else:  # one record per model (and row count): a new one replaces the old
-                same = ("model", "rows") if key == "step_vs_bare" else ("model",)
+                same = ("model", "rows") if key == "step_vs_bare" else \
+                    ("model", "rows", "samples_per_prompt") if key == "exact" else ("model",)
                 result[key] = [x for x in result.get(key, [])
                                if [x.get(f) for f in same] != [record.get(f) for f in same]] + [record]
             result["invocations"][-1]["loadavg_after"] = os.getloadavg()

@@ -174,9 +174,12 @@ def sample_stage(out: Path, spec: dict, args) -> dict:
     import time
 
     from mlx_selfdistill.models import load_model
-    from mlx_selfdistill.sampling import sample_problems
+    from mlx_selfdistill.sampling import DrawSettings, SamplingParams, sample_problems
 
     problems = _problems(spec["split"], args)
+    decoding = dict(spec["sampling"])
+    draw = DrawSettings(n=decoding.pop("n"), params=SamplingParams(**decoding), max_tokens=_max_tokens(spec["split"]),
+                        prompt_style=STYLE)
     model, tokenizer = load_model(model_path(spec["model"]))
     out.mkdir(parents=True, exist_ok=True)
     stats: dict = {}
@@ -188,9 +191,8 @@ def sample_stage(out: Path, spec: dict, args) -> dict:
         if done[0] % 50 == 0:
             log(f"  {done[0]} samples, {time.time() - t0:.0f}s")
 
-    samples = sample_problems(model, tokenizer, problems, max_tokens=_max_tokens(spec["split"]), prompt_style=STYLE,
-                              out_path=out / "samples.jsonl", model_name=MODEL_FILES[spec["model"]], stats=stats,
-                              on_sample=tick, **spec["sampling"])
+    samples = sample_problems(model, tokenizer, problems, draw, out_path=out / "samples.jsonl",
+                              model_name=MODEL_FILES[spec["model"]], stats=stats, on_sample=tick)
     return {"samples": len(samples), **sample_stats(samples), "this_call": stats}
 
 

@@ -161,7 +161,7 @@ def run_style(loaded, problems, style: str, args) -> dict:
     result = evaluate_model(loaded, problems, work_dir=work, n=1, temperature=0.0, seed=0,
                             model_id=model_identity(args.model),
                             max_tokens=args.max_tokens, workers=args.workers, timeout_s=args.timeout, prompt_style=style,
-                            progress=_ticker(style), sampling_kw={"stats": stats, "max_batch": args.max_batch})
+                            progress=_ticker(style), sampling_kw={"max_batch": args.max_batch}, stats=stats)
     seconds = time.perf_counter() - t0
     if stats.get("new"):  # a resumed run adds what it did; a finished one adds nothing
         timing["generated_tokens"] += stats["generated_tokens"]

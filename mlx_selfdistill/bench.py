@@ -44,7 +44,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -300,7 +300,7 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, teacher: str |
     from .models import load_model, model_name, prompt_tokens
     from .platform_info import blas_threads, environment
     from .problems import load_problems
-    from .sampling import sample_problems
+    from .sampling import DrawSettings, SamplingParams, sample_problems
     from .training.fuse import fuse_in_memory
 
     _check_options(n, trials, idle_seconds, decode_tokens, max_tokens)
@@ -350,15 +350,16 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, teacher: str |
     step("models loaded")
 
     speed_prompt = {label: prompt_tokens(tok, problem_list[0], style=style) for label, (_, tok) in loaded.items()}
-    sampling_kw = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, prompt_style=style)
+    draw = DrawSettings(n=n, params=SamplingParams(temperature=temperature, top_k=int(top_k), top_p=top_p,
+                                                   min_p=min_p, seed=seed), max_tokens=max_tokens, prompt_style=style)
+    warm_up = replace(draw, n=min(n, 2), max_tokens=min(8, max_tokens))
 
     # One sandbox pool for the whole run: its start-up is paid here, not in a metered phase.
     with SandboxPool(workers=workers, timeout_s=timeout_s, unsafe_no_isolation=unsafe_no_isolation) as pool:
         # 3. Warm-up: nothing here is timed or metered.
         for label, (m, tok) in loaded.items():
             measure_speed(m, speed_prompt[label], min(8, decode_tokens))
-            sample_problems(m, tok, problem_list[:1], n=min(n, 2), max_tokens=min(8, max_tokens), seed=seed,
-                            group=None, **sampling_kw)
+            sample_problems(m, tok, problem_list[:1], warm_up, group=None)
             step(f"warm-up {label}")
 
         # 4. Trials, interleaved A B (C) A B (C).
@@ -380,10 +381,9 @@ def run_bench(model: str = "tiny", adapter: str | None = None, *, teacher: str |
                 on_sample = stage_callback(progress, "sample", where)
                 meter.start()
                 t0 = time.perf_counter()
-                samples = sample_problems(m, tok, chunk, n=n, max_tokens=max_tokens, seed=seed, group=None,
-                                          model_name=identities[label],
+                samples = sample_problems(m, tok, chunk, draw, group=None, model_name=identities[label],
                                           on_sample=(lambda s: on_sample({"advance": 1, "total": len(chunk) * n}))
-                                          if on_sample else None, **sampling_kw)
+                                          if on_sample else None)
                 run.sample_seconds.append(time.perf_counter() - t0)
                 run.generation.append(meter.stop())
             else:

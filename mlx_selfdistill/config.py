@@ -47,6 +47,16 @@ class SampleSettings:
 
             get_style(self.prompt_style, raw=self.raw_prompt)  # unknown or contradicting: fails on reading
 
+    def draw(self, seed_offset: int = 0):
+        """These settings as the sampler's record (each round offsets the seed: new samples)."""
+        from .sampling import DrawSettings, SamplingParams
+
+        params = SamplingParams(temperature=self.temperature, top_k=int(self.top_k), top_p=self.top_p,
+                                min_p=self.min_p, seed=self.seed + seed_offset)
+        return DrawSettings(n=self.n, params=params, max_tokens=self.max_tokens, prompt_style=self.prompt_style,
+                            raw_prompt=self.raw_prompt, max_batch=self.max_batch, max_kv_tokens=self.max_kv_tokens,
+                            exact=self.exact)
+
 
 @dataclass
 class EvalSettings:

@@ -55,14 +55,17 @@ def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, 
                    ks: Iterable[int] = (1,), workers=None,
                    timeout_s: float = 5.0, progress=None, prompt_style: str | None = None,
                    sampling_kw: dict | None = None, unsafe_no_isolation: bool = False,
-                   model_id: str | None = None, subfolder_per_key: bool = False) -> dict:
+                   model_id: str | None = None, subfolder_per_key: bool = False,
+                   stats: dict | None = None) -> dict:
     """Sample n per problem, verify in the sandbox, summarise. Resumes from work_dir's files.
 
     `model` is a model spec (path, hub id, 'tiny') or a loaded (model, tokenizer) pair; pass a
     loaded pair's `model_id` (fingerprint.model_identity of its spec) where known, else its weights
     are hashed (fingerprint.loaded_identity).
     `prompt_style` names the prompt (prompts/styles.py), e.g. 'evalplus' for figures
-    comparable with the EvalPlus leaderboard.
+    comparable with the EvalPlus leaderboard. `sampling_kw`: the sampler's other settings
+    (DrawSettings fields: raw_prompt, max_batch, max_kv_tokens, exact). `stats`, if given,
+    receives the sampler's figures for this call (sample_problems' stats).
 
     work_dir is keyed (fingerprint.evaluation_key: model, problems, prompt, sampling, timeout):
     files made with anything else are never reused. A work_dir holding another key is refused,
@@ -72,7 +75,7 @@ def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, 
     from .fingerprint import claim, evaluation_key, loaded_identity, model_identity, short
     from .prompts import get_style
     from .records import Sample, in_key_order, read_records
-    from .sampling import sample_problems
+    from .sampling import DrawSettings, SamplingParams, sample_problems
 
     if isinstance(model, tuple):
         loaded = model
@@ -93,12 +96,11 @@ def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, 
     samples_path = work_dir / "samples.jsonl"
     total = 2 * len(problems) * n  # each sample is drawn, then verified
     tick = (lambda *_: progress({"advance": 1, "total": total})) if progress else None
-    stats: dict = {}
-    sample_problems(
-        loaded[0], loaded[1], list(problems), n=n, temperature=temperature, top_k=top_k, top_p=top_p,
-        min_p=min_p, max_tokens=max_tokens, seed=seed, out_path=samples_path, on_sample=tick,
-        prompt_style=prompt_style, model_name=model_id, stats=stats, **(sampling_kw or {}),
-    )
+    stats = {} if stats is None else stats
+    params = SamplingParams(temperature=temperature, top_k=int(top_k), top_p=top_p, min_p=min_p, seed=seed)
+    draw = DrawSettings(n=n, params=params, max_tokens=max_tokens, prompt_style=prompt_style, **(sampling_kw or {}))
+    sample_problems(loaded[0], loaded[1], list(problems), draw, out_path=samples_path, on_sample=tick,
+                    model_name=model_id, stats=stats)
     samples = in_key_order(read_records(samples_path, Sample))  # file order depends on resumes
     verdicts, _ = verify_into_file(list(problems), samples, work_dir / "verdicts.jsonl", workers=workers,
                                    timeout_s=timeout_s, on_result=tick, unsafe_no_isolation=unsafe_no_isolation)

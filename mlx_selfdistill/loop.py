@@ -148,11 +148,7 @@ class Run:
             callback, total = stage_callback(progress, "sample", r), len(problems) * cfg.n
             if callback:
                 callback({"completed": len(existing), "total": total})
-            sample_problems(m, tok, problems, n=cfg.n, temperature=cfg.temperature, top_k=cfg.top_k,
-                            top_p=cfg.top_p, min_p=cfg.min_p, max_tokens=cfg.max_tokens,
-                            seed=cfg.seed + 1000 * r, round=r, out_path=path, raw_prompt=cfg.raw_prompt,
-                            prompt_style=cfg.prompt_style, max_batch=cfg.max_batch, max_kv_tokens=cfg.max_kv_tokens,
-                            exact=cfg.exact,
+            sample_problems(m, tok, problems, cfg.draw(seed_offset=1000 * r), round=r, out_path=path,
                             model_name=self.identity(model, adapter),
                             on_sample=(lambda s: callback({"advance": 1})) if callback else None)
             existing = read_records(path, Sample, missing_ok=True)

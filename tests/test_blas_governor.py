@@ -16,7 +16,7 @@ from conftest import ROOT
 from mlx_selfdistill import blas, blas_governor
 from mlx_selfdistill.blas_governor import Governor, parse_proc_stat, threads_for
 from mlx_selfdistill.models import load_model
-from mlx_selfdistill.sampling import sample_problems
+from mlx_selfdistill.sampling import DrawSettings, SamplingParams, sample_problems
 from mlx_selfdistill.toy.world import toy_problems
 from mlx_selfdistill.training import TrainConfig, train
 from mlx_selfdistill.prompts import chat_messages
@@ -126,8 +126,8 @@ def test_threads_changing_every_decode_step_give_the_same_samples_bit_for_bit(mo
 
     def run():
         return [(s.completion, s.mean_logprob) for s in
-                sample_problems(model, tok, problems, n=4, temperature=1.0, top_k=20, max_tokens=24, seed=5,
-                                prompt_style="chat", group=None)]
+                sample_problems(model, tok, problems, DrawSettings(n=4, params=SamplingParams(top_k=20, seed=5),
+                                                                   max_tokens=24, prompt_style="chat"), group=None)]
 
     blas.set_threads(1)
     fixed = run()

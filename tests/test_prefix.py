@@ -11,7 +11,8 @@ from mlx_lm.models.cache import make_prompt_cache
 
 from mlx_selfdistill.models import load_model, prompt_tokens
 from mlx_selfdistill.problems import load_problems
-from mlx_selfdistill.sampling import Request, SamplingEngine, SamplingParams, sample_problems, sequence_seed
+from mlx_selfdistill.sampling import (DrawSettings, Request, SamplingEngine, SamplingParams, sample_problems,
+                                     sequence_seed)
 from mlx_selfdistill.sampling.prefix import HeaderCache, shared_length, style_header
 from mlx_selfdistill.toy.world import toy_problems
 
@@ -147,7 +148,8 @@ def test_the_stored_header_is_never_written_by_the_prompts_that_reuse_it(tiny):
 def test_sample_problems_reports_the_header_cache(tiny):
     model, tokenizer = tiny
     stats = {}
-    sample_problems(model, tokenizer, toy()[:3], n=1, temperature=0, max_tokens=8, prompt_style="chat", stats=stats)
+    sample_problems(model, tokenizer, toy()[:3], DrawSettings(params=SamplingParams(temperature=0), max_tokens=8,
+                                                                prompt_style="chat"), stats=stats)
     header = style_header(tokenizer, "chat")
     assert stats["header_cache"] == {"hits": 2, "misses": 1, "tokens_reused": 2 * len(header)}
 

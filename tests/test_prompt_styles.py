@@ -14,7 +14,7 @@ from mlx_selfdistill.problems import load_problems
 from mlx_selfdistill.prompts import STYLES, get_style, styles
 from mlx_selfdistill.prompts import evalplus
 from mlx_selfdistill.records import Problem
-from mlx_selfdistill.sampling import read_samples, sample_problems
+from mlx_selfdistill.sampling import DrawSettings, SamplingParams, read_samples, sample_problems
 from mlx_selfdistill.sanitize import keep_entry_point
 from mlx_selfdistill.toy.world import toy_problems
 
@@ -142,30 +142,30 @@ if __name__ == "__main__":
 def test_samples_record_their_style_and_a_file_cannot_mix_styles(tiny, humaneval, tmp_path):
     model, tok = tiny
     out = tmp_path / "s.jsonl"
-    (s,) = sample_problems(model, tok, humaneval[:1], n=1, temperature=0.0, max_tokens=24, out_path=out,
-                           prompt_style="evalplus", group=None)
+    greedy = DrawSettings(n=1, params=SamplingParams(temperature=0.0), max_tokens=24)
+    (s,) = sample_problems(model, tok, humaneval[:1], dataclasses.replace(greedy, prompt_style="evalplus"),
+                           out_path=out, group=None)
     assert s.prompt_style == "evalplus" and s.prompt_text.endswith("```python\n")
     assert read_samples(out)[0].prompt_style == "evalplus"
     with pytest.raises(UserError, match="prompt style 'evalplus'.*asks for 'chat'"):
-        sample_problems(model, tok, humaneval[:2], n=1, temperature=0.0, max_tokens=24, out_path=out, group=None)
+        sample_problems(model, tok, humaneval[:2], greedy, out_path=out, group=None)
     # A file written before styles were recorded resumes under either style.
     old = json.loads(out.read_text())
     old.pop("prompt_style")
     out.write_text(json.dumps(old) + "\n")
-    assert len(sample_problems(model, tok, humaneval[:2], n=1, temperature=0.0, max_tokens=24, out_path=out,
-                               group=None)) == 2
+    assert len(sample_problems(model, tok, humaneval[:2], greedy, out_path=out, group=None)) == 2
 
 
 def test_a_styles_stop_strings_reach_the_engine(tiny, humaneval, monkeypatch):
     """The tiny model answers the pre-filled fence with another ```python line: a style whose
     stop string is that line ends the reply there, with the stop string cut off."""
     model, tok = tiny
-    kw = dict(n=1, temperature=0.0, max_tokens=40, group=None, prompt_style="evalplus")
-    (free,) = sample_problems(model, tok, humaneval[:1], **kw)
+    draw = DrawSettings(n=1, params=SamplingParams(temperature=0.0), max_tokens=40, prompt_style="evalplus")
+    (free,) = sample_problems(model, tok, humaneval[:1], draw, group=None)
     assert free.completion.startswith("```python\n```python")
     stopping = dataclasses.replace(STYLES["evalplus"], stop=evalplus.STOP + ("\n```python",))
     monkeypatch.setitem(styles.STYLES, "evalplus", stopping)
-    (cut,) = sample_problems(model, tok, humaneval[:1], **kw)
+    (cut,) = sample_problems(model, tok, humaneval[:1], draw, group=None)
     assert cut.completion == "```python" and cut.finish_reason == "stop" and cut.num_tokens < free.num_tokens
 
 

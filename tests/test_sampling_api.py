@@ -11,14 +11,19 @@ from pathlib import Path
 import pytest
 from conftest import main_exit
 
+from mlx_selfdistill.config import resolve_config
 from mlx_selfdistill.errors import UserError
 from mlx_selfdistill.jsonl import read_jsonl
 from mlx_selfdistill.models import load_model
-from mlx_selfdistill.sampling import read_samples, sample_problems
+from mlx_selfdistill.sampling import DrawSettings, SamplingParams, read_samples, sample_problems
 from mlx_selfdistill.toy.world import toy_problems
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTINGS = dict(temperature=1.0, top_k=20, top_p=0.95, seed=11, max_tokens=64)
+PARAMS = SamplingParams(temperature=1.0, top_k=20, top_p=0.95, seed=11)
+
+
+def drawn(n: int, max_tokens: int = 64, **kw) -> DrawSettings:
+    return DrawSettings(n=n, params=kw.pop("params", PARAMS), max_tokens=max_tokens, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +47,8 @@ def test_samples_have_every_field_and_are_appended(tiny, tmp_path):
     problems = toy_problems("heldout", 3, seed=1)
     out = tmp_path / "samples.jsonl"
     seen = []
-    samples = sample_problems(model, tokenizer, problems, n=2, round=3, model_name="tiny-coder", out_path=out,
-                              on_sample=seen.append, **SETTINGS)
+    samples = sample_problems(model, tokenizer, problems, drawn(2), round=3, model_name="tiny-coder", out_path=out,
+                              on_sample=seen.append)
     assert [s.key for s in samples] == [(p.id, i) for p in problems for i in range(2)]
     assert len(seen) == 6 and sorted(keys(out)) == sorted(s.key for s in samples)
     for s in read_samples(out):
@@ -61,18 +66,17 @@ def test_rerun_skips_what_is_there_and_adds_the_rest(tiny, tmp_path):
     model, tokenizer = tiny
     problems = toy_problems("heldout", 4, seed=2)
     out = tmp_path / "s.jsonl"
-    full = sample_problems(model, tokenizer, problems, n=3, **SETTINGS)  # reference, no file
-    sample_problems(model, tokenizer, problems[:2], n=2, out_path=out, **SETTINGS)
+    full = sample_problems(model, tokenizer, problems, drawn(3))  # reference, no file
+    sample_problems(model, tokenizer, problems[:2], drawn(2), out_path=out)
     new = []
     stats = {}
-    again = sample_problems(model, tokenizer, problems, n=3, out_path=out, on_sample=new.append, stats=stats,
-                            **SETTINGS)
+    again = sample_problems(model, tokenizer, problems, drawn(3), out_path=out, on_sample=new.append, stats=stats)
     assert len(new) == 12 - 4 and stats["skipped"] == 4
     assert sorted(keys(out)) == sorted((p.id, i) for p in problems for i in range(3))
     assert comparable(again) == comparable(full)
     # Nothing left to do: no new samples, file unchanged.
     before = out.read_bytes()
-    assert sample_problems(model, tokenizer, problems, n=3, out_path=out, on_sample=new.append, **SETTINGS)
+    assert sample_problems(model, tokenizer, problems, drawn(3), out_path=out, on_sample=new.append)
     assert out.read_bytes() == before and len(new) == 8
 
 
@@ -80,15 +84,29 @@ def test_rerun_with_other_settings_is_refused(tiny, tmp_path):
     model, tokenizer = tiny
     problems = toy_problems("heldout", 1)
     out = tmp_path / "s.jsonl"
-    sample_problems(model, tokenizer, problems, n=1, out_path=out, **SETTINGS)
+    sample_problems(model, tokenizer, problems, drawn(1), out_path=out)
     with pytest.raises(UserError, match="another output file"):
-        sample_problems(model, tokenizer, problems, n=1, out_path=out, **{**SETTINGS, "temperature": 0.5})
+        sample_problems(model, tokenizer, problems, drawn(1, params=SamplingParams(temperature=0.5, top_k=20, top_p=0.95,
+                                                                                    seed=11)), out_path=out)
+
+
+def test_draw_settings_record_what_makes_a_sample_and_the_run_config_builds_them():
+    assert drawn(2).identity() == {**PARAMS.to_dict(), "max_tokens": 64}
+    assert drawn(2, exact=True).identity()["exact"] is True
+    assert drawn(1, max_batch=4).identity() == drawn(1, max_batch=16).identity()  # engine limits: not identity
+    with pytest.raises(UserError, match="n 0: must be >= 1"):
+        DrawSettings(n=0)
+    cfg = resolve_config(overrides={"sample": {"n": 3, "temperature": 0.6, "top_k": 5, "seed": 7, "max_tokens": 40,
+                                               "prompt_style": "evalplus", "max_batch": 8, "exact": True}}).sample
+    draw = cfg.draw(seed_offset=1000)
+    assert (draw.n, draw.max_tokens, draw.prompt_style, draw.max_batch, draw.exact) == (3, 40, "evalplus", 8, True)
+    assert draw.params == SamplingParams(temperature=0.6, top_k=5, seed=1007)
 
 
 def test_raw_prompt_has_no_chat_template(tiny):
     model, tokenizer = tiny
     p = toy_problems("heldout", 1)[0]
-    (s,) = sample_problems(model, tokenizer, [p], n=1, raw_prompt=True, **SETTINGS)
+    (s,) = sample_problems(model, tokenizer, [p], drawn(1, raw_prompt=True))
     assert "<|im_start|>" not in s.prompt_text and p.prompt.strip() in s.prompt_text
 
 
@@ -130,8 +148,7 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(tiny, tmp_path):
     assert main_exit(CLI_ARGS + ["-o", str(out)]) == 0
     got = read_samples(out)
     assert len(got) == 60 and len({s.key for s in got}) == 60
-    reference = sample_problems(model, tokenizer, toy_problems("heldout", 10), n=6, max_batch=8,
-                                **{**SETTINGS, "max_tokens": 96})
+    reference = sample_problems(model, tokenizer, toy_problems("heldout", 10), drawn(6, max_tokens=96, max_batch=8))
     assert comparable(got) == comparable(reference)
 
 
@@ -152,6 +169,6 @@ def test_two_ranks_under_mlx_launch_merge_into_one_file(tiny, tmp_path):
     got = read_samples(out)
     assert len({s.key for s in got}) == len(got) == 15
     assert not list(tmp_path.glob("dist.jsonl.rank*")), "shards are removed after the merge"
-    reference = sample_problems(model, tokenizer, toy_problems("heldout", 5), n=3, seed=5, max_tokens=48,
-                                group=None)
+    reference = sample_problems(model, tokenizer, toy_problems("heldout", 5),
+                                DrawSettings(n=3, params=SamplingParams(seed=5), max_tokens=48), group=None)
     assert comparable(got) == comparable(reference)

@@ -15,7 +15,8 @@ from mlx_selfdistill.errors import UserError
 from mlx_selfdistill.jsonl import read_jsonl
 from mlx_selfdistill.models import load_model
 from mlx_selfdistill.problems import load_problems
-from mlx_selfdistill.sampling import Request, SamplingEngine, SamplingParams, sample_problems, sequence_seed
+from mlx_selfdistill.sampling import (DrawSettings, Request, SamplingEngine, SamplingParams, sample_problems,
+                                     sequence_seed)
 from mlx_selfdistill.sampling.exact import SMALL_PRODUCT_LIMIT, attention_span, row_floor
 from mlx_selfdistill.sampling.slots import SlotBatch
 from mlx_selfdistill.toy.world import toy_problems
@@ -122,15 +123,15 @@ def test_a_file_is_never_resumed_with_the_other_setting(tiny, tmp_path):
     model, tokenizer = tiny
     problems = toy_problems("heldout", 2)
     out = tmp_path / "s.jsonl"
-    sample_problems(model, tokenizer, problems, n=1, max_tokens=16, out_path=out, exact=True)
+    sample_problems(model, tokenizer, problems, DrawSettings(n=1, max_tokens=16, exact=True), out_path=out)
     assert all(r["sampling"]["exact"] is True for r in read_jsonl(out))
     with pytest.raises(UserError, match="drawn with --exact"):
-        sample_problems(model, tokenizer, problems, n=2, max_tokens=16, out_path=out)
+        sample_problems(model, tokenizer, problems, DrawSettings(n=2, max_tokens=16), out_path=out)
     plain = tmp_path / "plain.jsonl"
-    sample_problems(model, tokenizer, problems, n=1, max_tokens=16, out_path=plain)
+    sample_problems(model, tokenizer, problems, DrawSettings(n=1, max_tokens=16), out_path=plain)
     assert all("exact" not in r["sampling"] for r in read_jsonl(plain))  # files of earlier versions still match
     with pytest.raises(UserError, match="drawn without --exact"):
-        sample_problems(model, tokenizer, problems, n=2, max_tokens=16, out_path=plain, exact=True)
+        sample_problems(model, tokenizer, problems, DrawSettings(n=2, max_tokens=16, exact=True), out_path=plain)
 
 
 def test_the_sample_command_takes_exact(tmp_path, capsys):
@@ -150,8 +151,10 @@ def test_real_model_exact_samples_have_the_same_bits_at_any_max_batch(tmp_path, 
     model, tokenizer = load_model(str(SMOL))
     problems = (load_problems(f"mbpp:{MBPP}:train", limit=3) if MBPP.exists()
                 else toy_problems("heldout", 3, seed=3))
-    runs = [sample_problems(model, tokenizer, problems, n=2, temperature=0.8, top_p=0.95, seed=0, max_tokens=32,
-                            prompt_style="evalplus", max_batch=max_batch, exact=True) for max_batch in (6, 2)]
+    params = SamplingParams(temperature=0.8, top_p=0.95, seed=0)
+    draws = [DrawSettings(n=2, params=params, max_tokens=32, prompt_style="evalplus", max_batch=max_batch, exact=True)
+             for max_batch in (6, 2)]
+    runs = [sample_problems(model, tokenizer, problems, draw) for draw in draws]
     first, second = ({s.key: (s.completion, s.mean_logprob, s.mean_sampling_logprob) for s in run} for run in runs)
     assert first == second
 

@@ -1,12 +1,13 @@
 """The decode-rows probe: a measured pick, cached per machine, used by max_batch='auto'."""
 
+import dataclasses
 import json
 
 import pytest
 
 from mlx_selfdistill.models import load_model
 from mlx_selfdistill.sampling import rows as rows_mod
-from mlx_selfdistill.sampling import sample_problems
+from mlx_selfdistill.sampling import DrawSettings, SamplingParams, sample_problems
 from mlx_selfdistill.toy.world import toy_problems
 
 
@@ -40,8 +41,9 @@ def test_max_batch_auto_uses_the_cached_pick(cache_home):
     rows_mod.store(probe)
     problems = toy_problems("heldout", 4, seed=3)
     stats: dict = {}
-    auto = sample_problems(model, tokenizer, problems, n=2, temperature=0, max_tokens=12, model_name="tiny-auto",
-                           max_batch="auto", group=None, stats=stats)
+    greedy = DrawSettings(n=2, params=SamplingParams(temperature=0), max_tokens=12)
+    auto = sample_problems(model, tokenizer, problems, dataclasses.replace(greedy, max_batch="auto"),
+                           model_name="tiny-auto", group=None, stats=stats)
     assert stats["max_batch"] == 3 and stats["tokens_per_sec"] > 0
-    fixed = sample_problems(model, tokenizer, problems, n=2, temperature=0, max_tokens=12, max_batch=32, group=None)
+    fixed = sample_problems(model, tokenizer, problems, greedy, group=None)
     assert [s.completion for s in auto] == [s.completion for s in fixed]

@@ -63,9 +63,11 @@ def sample(model_spec, adapter, problems_spec, limit, n, temperature, top_k, top
     from ..fingerprint import model_identity
     from ..models import load_model, model_name
     from ..problems import load_problems
-    from ..sampling import SamplingParams, sample_problems, summarize_samples
+    from ..sampling import DrawSettings, SamplingParams, sample_problems, summarize_samples
 
-    SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, seed=seed)  # fail fast
+    params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, seed=seed)  # fail fast
+    draw = DrawSettings(n=n, params=params, max_tokens=max_tokens, raw_prompt=raw_prompt, stop=stop,
+                        max_batch=max_batch, max_kv_tokens=max_kv_tokens, exact=exact)
     problems = load_problems(problems_spec, limit=limit)
     with console.status(f"loading {model_name(model_spec)}"):
         model, tokenizer = load_model(model_spec, adapter)
@@ -83,12 +85,9 @@ def sample(model_spec, adapter, problems_spec, limit, n, temperature, top_k, top
 
     with progress:
         task = progress.add_task("sampling", total=len(problems) * n, tps="")
-        samples = sample_problems(
-            model, tokenizer, problems, n=n, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-            max_tokens=max_tokens, seed=seed, round=round_,
-            model_name=model_identity(model_spec, adapter), out_path=out_path,
-            on_sample=lambda s: progress.advance(task), on_tokens=on_tokens, raw_prompt=raw_prompt,
-            stop=stop, max_batch=max_batch, max_kv_tokens=max_kv_tokens, exact=exact, stats=stats)
+        samples = sample_problems(model, tokenizer, problems, draw, round=round_,
+                                  model_name=model_identity(model_spec, adapter), out_path=out_path,
+                                  on_sample=lambda s: progress.advance(task), on_tokens=on_tokens, stats=stats)
         progress.update(task, completed=len(problems) * n)
     if quiet:
         return

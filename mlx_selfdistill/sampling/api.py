@@ -19,10 +19,10 @@ from ..jsonl import JsonlWriter
 from ..prompts import PromptStyle, get_style
 from ..records import Problem, Sample, read_records
 from . import distributed as dist
+from .draw import DrawSettings
 from .engine import Finished, Request, SamplingEngine
 from .prefix import shared_length, style_header
-from .samplers import SamplingParams, sequence_seed
-from .stopping import RunawayConfig
+from .samplers import sequence_seed
 
 # Settings that change what a (problem_id, sample_index) is: a file must not mix them.
 IDENTITY_FIELDS = ("temperature", "top_k", "top_p", "min_p", "seed", "max_tokens")
@@ -70,35 +70,28 @@ def _to_sample(fin: Finished, problem: Problem, prompt: str, *, round_: int, mod
     )
 
 
-def sample_problems(model, tokenizer, problems: Iterable[Problem], *, n: int = 1, temperature: float = 1.0,
-                    top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0, max_tokens: int = 512,
-                    seed: int = 0, round: int = 0, model_name: str = "", out_path=None,
+def sample_problems(model, tokenizer, problems: Iterable[Problem], draw: DrawSettings = DrawSettings(), *,
+                    round: int = 0, model_name: str = "", out_path=None,
                     on_sample: Optional[Callable[[Sample], None]] = None,
-                    on_tokens: Optional[Callable[[int], None]] = None, raw_prompt: bool = False,
-                    prompt_style: Optional[str] = None, stop: Sequence[str] = (), max_batch: int | str = 32,
-                    max_kv_tokens: Optional[int] = None, prefill_step: int = 512,
-                    runaway: RunawayConfig = RunawayConfig(), exact: bool = False,
+                    on_tokens: Optional[Callable[[int], None]] = None,
                     group="auto", stats: Optional[dict] = None) -> list[Sample]:
-    """Draw samples 0..n-1 of every problem; returns all of them (old and new) in
+    """Draw samples 0..draw.n-1 of every problem; returns all of them (old and new) in
     problem order then sample_index order.
 
     Under `mlx.launch` (group="auto") each rank draws its share (problems[rank::size]);
     rank 0 merges everything into out_path and returns all samples, the other ranks
     return their own. Pass group=None to ignore a launcher.
 
-    `prompt_style` names the prompt and extraction (prompts/styles.py; default: chat, or
-    raw with raw_prompt); its stop strings join `stop`. `max_batch="auto"`: the rows this
-    machine decodes fastest with, measured once per model (rows.py). `exact`: samples whose
-    bits do not depend on the rows beside them either, at some cost in speed (exact.py).
+    `draw.prompt_style` names the prompt and extraction (prompts/styles.py); its stop strings
+    join `draw.stop`. `draw.max_batch="auto"`: the rows this machine decodes fastest with,
+    measured once per model (rows.py).
     """
     from ..models import prompt_text, prompt_tokens
 
-    if n < 1:
-        raise UserError(f"n {n}: must be >= 1 samples per problem")
-    style = get_style(prompt_style, raw=raw_prompt)
-    stop = tuple(stop) + tuple(s for s in style.stop if s not in stop)
-    params = SamplingParams(temperature=temperature, top_k=int(top_k), top_p=top_p, min_p=min_p, seed=seed)
-    sampling = {**params.to_dict(), "max_tokens": max_tokens, **({"exact": True} if exact else {})}
+    n = draw.n
+    style = get_style(draw.prompt_style, raw=draw.raw_prompt)
+    stop = draw.stop + tuple(s for s in style.stop if s not in draw.stop)
+    sampling = draw.identity()
     problems = list(problems)
     ids = [p.id for p in problems]
     if len(set(ids)) != len(ids):
@@ -126,17 +119,18 @@ def sample_problems(model, tokenizer, problems: Iterable[Problem], *, n: int = 1
         prompts[p.id] = prompt_text(tokenizer, p, style=style.name)
         tokens = prompt_tokens(tokenizer, p, style=style.name)
         requests.append(Request(prompt=tokens, sample_indices=missing,
-                                seeds=[sequence_seed(seed, p.id, i) for i in missing], tag=p.id,
+                                seeds=[sequence_seed(draw.params.seed, p.id, i) for i in missing], tag=p.id,
                                 shared=shared_length(tokens, header)))
 
+    max_batch = draw.max_batch
     if max_batch == "auto":
         from ..metrics import weight_bytes
         from .rows import rows_for
 
         max_batch = rows_for(model, model_name or f"{type(model).__module__}:{weight_bytes(model)}").rows
-    engine = SamplingEngine(model, tokenizer, params, max_tokens=max_tokens, stop=stop, max_batch=max_batch,
-                            max_kv_tokens=max_kv_tokens, prefill_step=prefill_step, runaway=runaway,
-                            exact=exact)
+    engine = SamplingEngine(model, tokenizer, draw.params, max_tokens=draw.max_tokens, stop=stop,
+                            max_batch=max_batch, max_kv_tokens=draw.max_kv_tokens, prefill_step=draw.prefill_step,
+                            runaway=draw.runaway, exact=draw.exact)
     new: list[Sample] = []
     t0 = time.perf_counter()
     writer = JsonlWriter(write_path) if write_path is not None and requests else None
@@ -157,7 +151,7 @@ def sample_problems(model, tokenizer, problems: Iterable[Problem], *, n: int = 1
         stats.update(new=len(new), skipped=sum(1 for p in mine for i in range(n) if (p.id, i) in done),
                      generated_tokens=engine.generated_tokens, prompt_tokens=engine.prompt_tokens,
                      header_cache=engine.headers.stats(), blas_threads=blas_governor.summary(),
-                     seconds=seconds, rank=rank, world_size=size, max_batch=max_batch, exact=exact,
+                     seconds=seconds, rank=rank, world_size=size, max_batch=max_batch, exact=draw.exact,
                      row_floor=engine.row_floor,
                      tokens_per_sec=engine.generated_tokens / seconds if seconds > 0 else None)
 
@@ -189,8 +183,8 @@ def _merge_ranks(group, out_path, shard, have: dict, mine: list[Problem], n: int
     return have
 
 
-def sample_file(model_spec, problems_spec, out_path, *, adapter=None, limit: Optional[int] = None,
-                **kwargs) -> list[Sample]:
+def sample_file(model_spec, problems_spec, out_path, draw: DrawSettings = DrawSettings(), *, adapter=None,
+                limit: Optional[int] = None, **kwargs) -> list[Sample]:
     """Load a model (and adapter) and a problem source, sample, append to out_path."""
     from ..fingerprint import model_identity
     from ..models import load_model
@@ -199,7 +193,7 @@ def sample_file(model_spec, problems_spec, out_path, *, adapter=None, limit: Opt
     problems = load_problems(problems_spec, limit=limit)
     model, tokenizer = load_model(model_spec, adapter)
     kwargs.setdefault("model_name", model_identity(model_spec, adapter))
-    return sample_problems(model, tokenizer, problems, out_path=out_path, **kwargs)
+    return sample_problems(model, tokenizer, problems, draw, out_path=out_path, **kwargs)
 
 
 def summarize_samples(samples: Sequence[Sample]) -> dict:
