@@ -17,7 +17,8 @@ from mlx_selfdistill.models import load_model
 from mlx_selfdistill.problems import load_problems
 from mlx_selfdistill.sampling import (DrawSettings, Request, SamplingEngine, SamplingParams, sample_problems,
                                      sequence_seed)
-from mlx_selfdistill.sampling.exact import SMALL_PRODUCT_LIMIT, attention_span, row_floor
+from mlx_selfdistill.sampling.exact import SMALL_PRODUCT_LIMIT, row_floor
+from mlx_selfdistill.sampling.row_attention import per_row_attention
 from mlx_selfdistill.sampling.slots import SlotBatch
 from mlx_selfdistill.toy.world import toy_problems
 
@@ -49,50 +50,65 @@ def test_the_tiny_models_floor_comes_from_its_128_by_128_projections(tiny):
     assert row_floor(tiny[0]) == SMALL_PRODUCT_LIMIT // (128 * 128) + 1
 
 
-def test_the_attention_span_depends_on_the_request_alone():
-    assert attention_span(100, 412) == 512
-    assert attention_span(101, 412) == 1024
-    assert attention_span(1, 1) == 64
-
-
 def prompt_cache(model, tokens):
     cache = make_prompt_cache(model)
     mx.eval(model(mx.array(tokens)[None], cache=cache))
     return cache
 
 
-def step_row0(model, span, other_prompt):
-    """Row 0's logits and mask after one decode step, with row 1 holding `other_prompt` (or free)."""
+def step_row0(model, per_row, other_prompt, rows=2):
+    """Row 0's logits after one decode step, with row 1 holding `other_prompt` (or free)."""
     mine = prompt_cache(model, [5, 9, 14, 3, 7])
-    batch = SlotBatch(mine, 2, span)
+    batch = SlotBatch(mine, rows, per_row=per_row)
     batch.admit([0], mine)
     if other_prompt:
         batch.admit([1], prompt_cache(model, other_prompt))
-    logits = batch.forward(model, [11, 11])
-    return np.array(logits[0]), np.array(batch.mask(None)[0]), batch.hi - batch.lo
+    with per_row_attention(model):
+        logits = batch.forward(model, [11] * rows)
+    return np.array(logits[0]), batch.hi - batch.lo
 
 
-def test_with_a_span_a_rows_window_and_logits_do_not_depend_on_the_other_row(tiny):
+# A row whose prompt reaches 35 columns further left than row 0's: 35 masked columns before row
+# 0's keys in the batch's window, a count MLX's CPU attention sums differently.
+LONGER = list(range(20, 60))
+
+
+def test_per_row_attention_makes_a_rows_logits_independent_of_the_other_rows(tiny):
     model = tiny[0]
-    longer = list(range(20, 60))  # a row whose prompt reaches further left than row 0's
-    alone_logits, alone_mask, alone_cols = step_row0(model, 64, None)
-    beside_logits, beside_mask, beside_cols = step_row0(model, 64, longer)
-    assert alone_cols == beside_cols == 63  # the span's 64 columns, whatever rows are live
-    assert np.array_equal(alone_mask, beside_mask)  # the same masked columns before row 0's keys
-    assert np.array_equal(alone_logits, beside_logits)  # bit for bit
+    alone, alone_cols = step_row0(model, True, None)
+    beside, beside_cols = step_row0(model, True, LONGER)
+    assert alone_cols < beside_cols  # the batch's window grew ...
+    assert np.array_equal(alone, beside)  # ... and row 0's logits kept every bit
+    # Without it the same row's bits move with the window (what exact mode exists to stop).
+    masked_alone, _ = step_row0(model, False, None)
+    masked_beside, _ = step_row0(model, False, LONGER)
+    assert not np.array_equal(masked_alone, masked_beside)
+    np.testing.assert_allclose(masked_beside, beside, rtol=1e-4, atol=1e-4)  # the same attention, in other bits
 
 
-def test_without_a_span_the_window_follows_the_longest_row(tiny):
+def test_per_row_attention_leaves_other_caches_to_mlx_lm(tiny):
+    """While routed, a prompt's prefill (an mlx_lm KVCache) computes what it computes unrouted,
+    and the module's own function is back afterwards."""
+    import mlx_lm.models.llama as llama
+
     model = tiny[0]
-    _, alone_mask, alone_cols = step_row0(model, None, None)
-    _, beside_mask, beside_cols = step_row0(model, None, list(range(20, 60)))
-    assert alone_cols < beside_cols and alone_mask.shape != beside_mask.shape
+    original = llama.scaled_dot_product_attention
+    plain = np.array(model(mx.array([[5, 9, 14, 3, 7]]), cache=make_prompt_cache(model)))
+    with per_row_attention(model):
+        assert llama.scaled_dot_product_attention is not original
+        routed = np.array(model(mx.array([[5, 9, 14, 3, 7]]), cache=make_prompt_cache(model)))
+    assert llama.scaled_dot_product_attention is original
+    assert np.array_equal(plain, routed)
 
 
-def test_a_row_that_outgrows_its_span_is_refused(tiny):
-    model = tiny[0]
-    with pytest.raises(ValueError, match="does not fit a span"):
-        step_row0(model, 64, list(range(100)))
+def test_a_model_whose_attention_cannot_be_reached_is_refused(tiny, monkeypatch):
+    import mlx_lm.models.llama as llama
+
+    monkeypatch.setattr(llama, "scaled_dot_product_attention", lambda q, k, v, cache, scale, mask, sinks=None:
+                        mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask))
+    monkeypatch.setattr(llama.scaled_dot_product_attention, "routes", None, raising=False)  # looks routed already
+    with pytest.raises(UserError, match="cannot reach this model's attention"):
+        step_row0(tiny[0], True, None)
 
 
 def draw(model, tokenizer, max_batch, exact=True, n=3, problems=None):

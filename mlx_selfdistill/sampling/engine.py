@@ -12,9 +12,9 @@ and leave without copying the cache. A step is the forward pass, one sampler cal
 host sync: the tokens must reach the host to test stops) and Python bookkeeping; its parts
 are timed by `PhaseClock` (benchmarks/engine_speed.py).
 
-`exact=True` makes every sample's bits independent of the rows beside it (exact.py): the
-requests of each attention span run as their own batches, never on fewer rows than the
-model's row floor.
+`exact=True` makes every sample's bits independent of the rows beside it (exact.py): each
+row attends over its own columns only (row_attention.py), and a step never runs fewer rows
+than the model's row floor.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from mlx_lm.models.cache import make_prompt_cache
 
 from .. import blas_gemv, blas_governor
 from ..errors import UserError
-from .exact import attention_span, row_floor
+from .exact import row_floor
 from .prefix import HeaderCache
+from .row_attention import per_row_attention
 from .samplers import SamplingParams, sample_tokens, step_uniforms
 from .slots import SlotBatch
 from .stopping import RunawayConfig, StopStrings, repetition_period
@@ -268,14 +269,10 @@ class SamplingEngine:
             if not self.exact:
                 yield from self._run(requests, on_tokens)
                 return
-            by_span: dict[int, list[Request]] = {}
-            for r in requests:
-                by_span.setdefault(attention_span(len(r.prompt), self.max_tokens), []).append(r)
-            for span in sorted(by_span):
-                yield from self._run(by_span[span], on_tokens, span)
+            with per_row_attention(self.model):
+                yield from self._run(requests, on_tokens)
 
-    def _run(self, requests: Iterable[Request], on_tokens: Optional[Callable[[int], None]],
-             span: Optional[int] = None) -> Iterator[Finished]:
+    def _run(self, requests: Iterable[Request], on_tokens: Optional[Callable[[int], None]]) -> Iterator[Finished]:
         pending = deque(r for r in requests if r.sample_indices)
         slots = self._slots(pending)
         batch: Optional[SlotBatch] = None  # made at the first admission: it needs a prompt cache
@@ -311,7 +308,7 @@ class SamplingEngine:
                 yield from done
                 if alive:
                     if batch is None:
-                        batch = SlotBatch(current.cache, slots, span)
+                        batch = SlotBatch(current.cache, slots, per_row=self.exact)
                     rows, free = free[:len(alive)], free[len(alive):]
                     batch.admit(rows, current.cache)
                     self.batch = batch

@@ -12,13 +12,16 @@ OpenBLAS (benchmarks/batch_invariance.py, row_invariance.py):
   keep every projection of the model above the limit; the engine never decodes fewer.
 * **The attention window.** The slot batch attends over the columns its rows span, masking
   a row's columns before its prompt; how many there are depends on the other rows, and the
-  attention's sums give other bits when they change. `attention_span` fixes the window a
-  request's rows attend over from its own length alone: the engine runs the requests of
-  each span as their own batches.
+  attention's sums give other bits when they change. In exact mode each row attends over
+  its own columns only, one attention call a row (SlotBatch.attend_rows, reached through
+  row_attention.py), so no masked column enters its sums.
 
-It costs compute (idle rows up to the floor, attention over the whole span, a batch drain
-per span), so it is an option (`--exact`), not the default. The floor outranks `max_batch`
-and `max_kv_tokens`: below it the extra rows idle, but their cache is allocated.
+An earlier version fixed each request's window to a power of two holding its prompt and
+max_tokens instead, and ran each window's requests as their own batch: 28 % slower than the
+default engine at 32 rows on the 0.5B (results/engine_speed.json, `exact`), from the extra
+batch drains and the longer windows. It is an option (`--exact`), not the default, because
+its samples differ in low bits from the default engine's. The floor outranks `max_batch` and
+`max_kv_tokens`: below it the extra rows idle, but their cache is allocated.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ import math
 import mlx.nn as nn
 
 SMALL_PRODUCT_LIMIT = 100 ** 3  # OpenBLAS's small-matrix permit (x86-64 builds): M*N*K at most this
-MIN_SPAN = 64
 
 
 def _in_out(layer: nn.Module) -> tuple[int, int]:
@@ -46,10 +48,3 @@ def row_floor(model: nn.Module) -> int:
              if isinstance(m, (nn.Linear, nn.QuantizedLinear))]
     smallest = min(sizes, default=SMALL_PRODUCT_LIMIT + 1)
     return max(1, SMALL_PRODUCT_LIMIT // smallest + 1)
-
-
-def attention_span(prompt_tokens: int, max_tokens: int) -> int:
-    """The columns a request's rows attend over: a power of two that holds its prompt and every
-    token it may generate, so it depends on the request alone."""
-    need = prompt_tokens + max_tokens
-    return max(MIN_SPAN, 1 << (need - 1).bit_length())

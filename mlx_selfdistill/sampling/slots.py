@@ -14,9 +14,9 @@ steps) or when a prompt is longer than the columns left of the write column (ear
 Keys are stored after RoPE, so a row's tokens keep their positions wherever they sit;
 `offset` gives each row its own next position.
 
-With a fixed `span` (exact sampling, exact.py) attention reads exactly the `span` columns
-ending at the write column instead, whatever rows are live, so how many masked columns
-precede a row depends on its own length alone.
+With `per_row` (exact sampling, exact.py) each row attends over its own columns only
+(`attend_rows`, reached through row_attention.py): no masked column enters its sums, so its
+bits depend on its own length alone, whatever rows are live beside it.
 """
 
 from __future__ import annotations
@@ -80,8 +80,9 @@ class SlotLayer:
 class SlotBatch:
     """`rows` slots over the layers of `template` (a one-row prompt cache of the model)."""
 
-    def __init__(self, template: Sequence, rows: int, span: Optional[int] = None):
-        self.rows, self.span = rows, span
+    def __init__(self, template: Sequence, rows: int, per_row: bool = False):
+        self.rows, self.per_row = rows, per_row
+        self.rows_attended = 0  # attend_rows calls in the current step (per_row: one a layer)
         self.layers = [SlotLayer(self, _prompt_kv(c)[2]) for c in template]
         self.hi = 0  # the column the next decode step writes
         self.cap = 0  # columns allocated
@@ -98,7 +99,7 @@ class SlotBatch:
     @property
     def lo(self) -> int:
         """The first column attention reads."""
-        return self.hi - self.span + 1 if self.span else self._first_live()
+        return self._first_live()
 
     def _first_live(self) -> int:
         live = [s for s in self.start if s is not None]
@@ -112,11 +113,10 @@ class SlotBatch:
 
     def _relayout(self, need_left: int) -> None:
         """Copy the live columns (from the first live row's first one to hi) into a new buffer
-        with >= need_left (and, with a span, span - 1) columns before the write column and STEP
-        free ones after it."""
+        with >= need_left columns before the write column and STEP free ones after it."""
         lo = self._first_live()
         used = self.hi - lo
-        new_hi = max(used, need_left, (self.span or 1) - 1)
+        new_hi = max(used, need_left)
         new_cap = -(-(new_hi + STEP) // STEP) * STEP
         for layer in self.layers:
             if layer.keys is None:
@@ -137,13 +137,11 @@ class SlotBatch:
         """Put the one-row prompt cache into each of `rows` (free slots)."""
         kv = [_prompt_kv(c) for c in prompt_cache]
         n = kv[0][0].shape[2]
-        if self.span and n >= self.span:
-            raise ValueError(f"a {n}-token prompt does not fit a span of {self.span} columns")
         if self.layers[0].keys is None:
             for layer, (k, v, _) in zip(self.layers, kv):
                 layer.keys = mx.zeros((self.rows, k.shape[1], 0, k.shape[3]), k.dtype)
                 layer.values = mx.zeros((self.rows, v.shape[1], 0, v.shape[3]), v.dtype)
-        if self.hi < max(n, (self.span or 1) - 1) or self.hi >= self.cap:
+        if self.hi < n or self.hi >= self.cap:
             self._relayout(n)
         for layer, (k, v, _) in zip(self.layers, kv):
             for r in rows:
@@ -177,17 +175,36 @@ class SlotBatch:
             self._masks[window] = ok[:, None, None, :]
         return self._masks[window]
 
+    def attend_rows(self, queries: mx.array, keys: mx.array, values: mx.array, scale: float,
+                    window: Optional[int] = None, sinks: Optional[mx.array] = None) -> mx.array:
+        """One decode step's attention, each row over its own columns only (`keys` and `values`
+        are update_and_fetch's columns [lo, hi]): a row's sums never see a masked column, so its
+        bits cannot depend on how far the other rows reach. A free row sees its own column."""
+        self.rows_attended += 1
+        outs = []
+        for r in range(queries.shape[0]):
+            first = self.hi if self.start[r] is None else self.start[r]
+            if window is not None:
+                first = max(first, self.hi - window + 1)
+            a = first - self.lo
+            outs.append(mx.fast.scaled_dot_product_attention(queries[r:r + 1], keys[r:r + 1, :, a:],
+                                                             values[r:r + 1, :, a:], scale=scale, sinks=sinks))
+        return mx.concatenate(outs, axis=0)
+
     def forward(self, model, tokens: Sequence[int]) -> mx.array:
         """Logits (rows, vocab) of one decode step; `tokens` holds each row's next input."""
         if self.hi >= self.cap:
             self._relayout(0)
-        if self.span and self._first_live() < self.lo:
-            raise ValueError(f"a row outgrew the span of {self.span} columns")
         self.positions = mx.array(self.length)
         self._masks = {}
         self.steps += 1
         self.columns_read += self.hi - self.lo + 1
+        self.rows_attended = 0
         logits = model(mx.array(list(tokens))[:, None], cache=self.layers)[:, -1, :]
+        if self.per_row and self.rows_attended != len(self.layers):
+            raise UserError(f"exact sampling cannot reach this model's attention ({type(model).__module__}: "
+                            f"{self.rows_attended} of {len(self.layers)} layers call mlx_lm's "
+                            "scaled_dot_product_attention): sample without --exact")
         self.hi += 1
         self.length = [n + 1 for n in self.length]
         return logits
