@@ -9,7 +9,7 @@ instead of passing a dozen loose keyword arguments down the stack.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from ..errors import UserError
@@ -44,6 +44,3 @@ class DrawSettings:
         """What each sample records as its `sampling`: the settings a resumed file must share
         (`exact` only when set, so files from before it existed still match)."""
         return {**self.params.to_dict(), "max_tokens": self.max_tokens, **({"exact": True} if self.exact else {})}
-
-    def to_dict(self) -> dict:
-        return asdict(self)
