@@ -32,7 +32,7 @@ class DrawSettings:
     max_kv_tokens: Optional[int] = None
     prefill_step: int = 512
     runaway: RunawayConfig = field(default_factory=RunawayConfig)
-    # Bits independent of the rows decoded beside them, at some cost in speed (exact.py).
+    # Bits independent of the rows decoded beside them, at a few % of speed (exact.py).
     exact: bool = False
 
     def __post_init__(self):

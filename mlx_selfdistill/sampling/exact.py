@@ -16,12 +16,13 @@ OpenBLAS (benchmarks/batch_invariance.py, row_invariance.py):
   its own columns only, one attention call a row (SlotBatch.attend_rows, reached through
   row_attention.py), so no masked column enters its sums.
 
-An earlier version fixed each request's window to a power of two holding its prompt and
-max_tokens instead, and ran each window's requests as their own batch: 28 % slower than the
-default engine at 32 rows on the 0.5B (results/engine_speed.json, `exact`), from the extra
-batch drains and the longer windows. It is an option (`--exact`), not the default, because
-its samples differ in low bits from the default engine's. The floor outranks `max_batch` and
-`max_kv_tokens`: below it the extra rows idle, but their cache is allocated.
+On the 0.5B at 32 rows this costs 7 % of the default engine's speed (one attention call a
+row; results/engine_speed.json, `exact`). An earlier version fixed each request's window to a
+power of two holding its prompt and max_tokens instead, and ran each window's requests as
+their own batch: 28-33 % slower (`exact_fixed_span`), from the extra batch drains. It is an
+option (`--exact`), not the default, because its samples differ in low bits from the default
+engine's. The floor outranks `max_batch` and `max_kv_tokens`: below it the extra rows idle,
+but their cache is allocated.
 """
 
 from __future__ import annotations
