@@ -82,7 +82,7 @@ class SlotBatch:
 
     def __init__(self, template: Sequence, rows: int, per_row: bool = False):
         self.rows, self.per_row = rows, per_row
-        self.rows_attended = 0  # attend_rows calls in the current step (per_row: one a layer)
+        self.attention_calls = 0  # attend_rows calls in the current step (per_row: one a layer)
         self.layers = [SlotLayer(self, _prompt_kv(c)[2]) for c in template]
         self.hi = 0  # the column the next decode step writes
         self.cap = 0  # columns allocated
@@ -180,7 +180,7 @@ class SlotBatch:
         """One decode step's attention, each row over its own columns only (`keys` and `values`
         are update_and_fetch's columns [lo, hi]): a row's sums never see a masked column, so its
         bits cannot depend on how far the other rows reach. A free row sees its own column."""
-        self.rows_attended += 1
+        self.attention_calls += 1
         outs = []
         for r in range(queries.shape[0]):
             first = self.hi if self.start[r] is None else self.start[r]
@@ -199,11 +199,11 @@ class SlotBatch:
         self._masks = {}
         self.steps += 1
         self.columns_read += self.hi - self.lo + 1
-        self.rows_attended = 0
+        self.attention_calls = 0
         logits = model(mx.array(list(tokens))[:, None], cache=self.layers)[:, -1, :]
-        if self.per_row and self.rows_attended != len(self.layers):
+        if self.per_row and self.attention_calls != len(self.layers):
             raise UserError(f"exact sampling cannot reach this model's attention ({type(model).__module__}: "
-                            f"{self.rows_attended} of {len(self.layers)} layers call mlx_lm's "
+                            f"{self.attention_calls} of {len(self.layers)} layers call mlx_lm's "
                             "scaled_dot_product_attention): sample without --exact")
         self.hi += 1
         self.length = [n + 1 for n in self.length]
