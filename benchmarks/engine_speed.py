@@ -225,7 +225,7 @@ def run_engine(model, tokenizer, prompts, n, max_tokens, params, rows, exact: bo
             "mean_tokens": round(tokens / len(out), 1), "steps": clock.steps, "phase_seconds": parts,
             "per_step_ms": per_step, "prompt_tokens": engine.prompt_tokens, "header_cache": engine.headers.stats(),
             "cache_copies": engine.batch.copies if engine.batch else 0,
-            # exact runs one batch per attention span: the last batch's columns stand for them
+            # the batch's window; exact's rows each read only their own part of it
             "mean_attended_columns": round(engine.batch.columns_read / max(1, engine.batch.steps))}
 
 
