@@ -85,11 +85,10 @@ def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, 
 
         model_id = model_id or model_identity(model, adapter)
         loaded = load_model(model, adapter)
-    style = get_style(prompt_style, raw=bool((sampling_kw or {}).get("raw_prompt")))
-    sampling = {"n": n, "temperature": temperature, "top_k": top_k, "top_p": top_p, "min_p": min_p,
-                "max_tokens": max_tokens, "seed": seed}
-    if (sampling_kw or {}).get("exact"):  # other low bits: not the same evaluation (absent: keys stay as before)
-        sampling["exact"] = True
+    params = SamplingParams(temperature=temperature, top_k=int(top_k), top_p=top_p, min_p=min_p, seed=seed)
+    draw = DrawSettings(n=n, params=params, max_tokens=max_tokens, prompt_style=prompt_style, **(sampling_kw or {}))
+    style = get_style(draw.prompt_style, raw=draw.raw_prompt)
+    sampling = {"n": n, **draw.identity()}  # exact only when set: stored evaluations keep their keys
     key = evaluation_key(model_id, problems, prompt_style=style.name, sampling=sampling, timeout_s=timeout_s)
     work_dir = Path(work_dir) / short(key) if subfolder_per_key else Path(work_dir)
     claim(work_dir, key, hint="use another output folder or delete it")
@@ -97,8 +96,6 @@ def evaluate_model(model, problems: Sequence[Problem], *, work_dir: str | Path, 
     total = 2 * len(problems) * n  # each sample is drawn, then verified
     tick = (lambda *_: progress({"advance": 1, "total": total})) if progress else None
     stats = {} if stats is None else stats
-    params = SamplingParams(temperature=temperature, top_k=int(top_k), top_p=top_p, min_p=min_p, seed=seed)
-    draw = DrawSettings(n=n, params=params, max_tokens=max_tokens, prompt_style=prompt_style, **(sampling_kw or {}))
     sample_problems(loaded[0], loaded[1], list(problems), draw, out_path=samples_path, on_sample=tick,
                     model_name=model_id, stats=stats)
     samples = in_key_order(read_records(samples_path, Sample))  # file order depends on resumes

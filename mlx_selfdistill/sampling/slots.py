@@ -93,6 +93,7 @@ class SlotBatch:
         self.columns_read = 0  # sum over steps of the columns attention read (hi - lo + 1)
         self.positions: Optional[mx.array] = None
         self._masks: dict = {}
+        self._firsts: dict = {}  # per step: window -> each row's first column (_first_columns)
 
     # --- bookkeeping ---------------------------------------------------------------------
 
@@ -164,14 +165,18 @@ class SlotBatch:
 
     # --- one decode step -----------------------------------------------------------------
 
+    def _first_columns(self, window: Optional[int]) -> list[int]:
+        """Each row's first column attention reads this step (within a sliding window). A free
+        row reads only its own column, so its (unused) attention stays finite."""
+        if window not in self._firsts:
+            floor = self.hi - window + 1 if window is not None else 0
+            self._firsts[window] = [max(self.hi if s is None else s, floor) for s in self.start]
+        return self._firsts[window]
+
     def mask(self, window: Optional[int]) -> mx.array:
         if window not in self._masks:
             cols = mx.arange(self.lo, self.hi + 1)
-            # A free row sees only its own column, so its (unused) attention stays finite.
-            first = mx.array([self.hi if s is None else s for s in self.start])
-            ok = cols[None, :] >= first[:, None]
-            if window is not None:
-                ok = ok & (cols > self.hi - window)[None, :]
+            ok = cols[None, :] >= mx.array(self._first_columns(window))[:, None]
             self._masks[window] = ok[:, None, None, :]
         return self._masks[window]
 
@@ -181,14 +186,10 @@ class SlotBatch:
         are update_and_fetch's columns [lo, hi]): a row's sums never see a masked column, so its
         bits cannot depend on how far the other rows reach. A free row sees its own column."""
         self.attention_calls += 1
-        outs = []
-        for r in range(queries.shape[0]):
-            first = self.hi if self.start[r] is None else self.start[r]
-            if window is not None:
-                first = max(first, self.hi - window + 1)
-            a = first - self.lo
-            outs.append(mx.fast.scaled_dot_product_attention(queries[r:r + 1], keys[r:r + 1, :, a:],
-                                                             values[r:r + 1, :, a:], scale=scale, sinks=sinks))
+        lo = self.lo
+        outs = [mx.fast.scaled_dot_product_attention(queries[r:r + 1], keys[r:r + 1, :, first - lo:],
+                                                     values[r:r + 1, :, first - lo:], scale=scale, sinks=sinks)
+                for r, first in enumerate(self._first_columns(window))]
         return mx.concatenate(outs, axis=0)
 
     def forward(self, model, tokens: Sequence[int]) -> mx.array:
@@ -196,7 +197,7 @@ class SlotBatch:
         if self.hi >= self.cap:
             self._relayout(0)
         self.positions = mx.array(self.length)
-        self._masks = {}
+        self._masks, self._firsts = {}, {}
         self.steps += 1
         self.columns_read += self.hi - self.lo + 1
         self.attention_calls = 0
